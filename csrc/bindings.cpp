@@ -1,0 +1,163 @@
+// The only file that knows about Python: buffers in, bytes/arrays out, the GIL
+// released around coding, C++ errors mapped to gwn_fast.BitstreamError / ValueError.
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+
+#include <memory>
+
+#include "rans/cdf_table.h"
+#include "rans/errors.h"
+#include "rans/rans_core.h"
+
+namespace py = pybind11;
+using Int32Array = py::array_t<int32_t, py::array::c_style>;
+using DoubleArray = py::array_t<double, py::array::c_style>;
+
+namespace {
+
+Int32Array to_array(const std::vector<int32_t>& v, py::ssize_t rows, py::ssize_t cols) {
+  Int32Array out(cols < 0 ? std::vector<py::ssize_t>{rows} : std::vector<py::ssize_t>{rows, cols});
+  std::copy(v.begin(), v.end(), out.mutable_data());
+  return out;
+}
+
+std::pair<const uint8_t*, size_t> bytes_view(const py::bytes& data) {
+  char* ptr = nullptr;
+  py::ssize_t size = 0;
+  PyBytes_AsStringAndSize(data.ptr(), &ptr, &size);
+  return {reinterpret_cast<const uint8_t*>(ptr), static_cast<size_t>(size)};
+}
+
+// Keeps the stream's bytes alive as long as the decoder that points into them.
+struct PyStreamDecoder {
+  py::bytes data;
+  std::shared_ptr<const gwn::TableSet> tables;
+  std::unique_ptr<gwn::StreamDecoder> decoder;
+
+  PyStreamDecoder(std::shared_ptr<const gwn::TableSet> t, py::bytes d)
+      : data(std::move(d)), tables(std::move(t)) {
+    auto view = bytes_view(data);
+    decoder = std::make_unique<gwn::StreamDecoder>(*tables, view.first, view.second);
+  }
+};
+
+}  // namespace
+
+PYBIND11_MODULE(_rans, m) {
+  m.doc() = "gwn_fast's C++ rANS coder (private: use gwn_fast.coder)";
+  py::register_exception<gwn::BitstreamError>(m, "BitstreamError", PyExc_ValueError);
+  m.attr("FORMAT_VERSION") = gwn::kFormatVersion;
+  m.attr("MAX_PRECISION") = gwn::kMaxPrecision;
+  m.attr("DEFAULT_CHUNK_LOG2") = gwn::kDefaultChunkLog2;
+  m.attr("MIN_CHUNK_LOG2") = gwn::kMinChunkLog2;
+  m.attr("MAX_CHUNK_LOG2") = gwn::kMaxChunkLog2;
+
+  py::class_<gwn::TableSet, std::shared_ptr<gwn::TableSet>>(m, "TableSet")
+      .def(py::init([](const Int32Array& cdfs, const Int32Array& lengths,
+                       const Int32Array& offsets, int precision) {
+             if (cdfs.ndim() != 2) throw gwn::ArgumentError("cdfs must be 2-D [T, L]");
+             const auto rows = cdfs.shape(0);
+             if (lengths.ndim() != 1 || lengths.shape(0) != rows) {
+               throw gwn::ArgumentError("cdf_lengths must have shape [" + std::to_string(rows) + "]");
+             }
+             if (offsets.ndim() != 1 || offsets.shape(0) != rows) {
+               throw gwn::ArgumentError("offsets must have shape [" + std::to_string(rows) + "]");
+             }
+             return std::make_shared<gwn::TableSet>(cdfs.data(), static_cast<int>(rows),
+                                                    static_cast<int>(cdfs.shape(1)),
+                                                    lengths.data(), offsets.data(), precision);
+           }),
+           py::arg("cdfs").noconvert(), py::arg("cdf_lengths").noconvert(),
+           py::arg("offsets").noconvert(), py::arg("precision"))
+      .def_property_readonly("precision", &gwn::TableSet::precision)
+      .def_property_readonly("num_tables", &gwn::TableSet::num_tables)
+      .def_property_readonly("fingerprint", &gwn::TableSet::fingerprint);
+
+  m.def(
+      "build_gaussian_tables",
+      [](const DoubleArray& scales, int precision, double tail_mass) {
+        if (scales.ndim() != 1) throw gwn::ArgumentError("scale_table must be 1-D");
+        std::vector<int32_t> cdfs, lengths, offsets;
+        int row = 0;
+        gwn::build_gaussian_tables(scales.data(), static_cast<int>(scales.shape(0)), precision,
+                                   tail_mass, cdfs, lengths, offsets, row);
+        const auto t = scales.shape(0);
+        return py::make_tuple(to_array(cdfs, t, row), to_array(lengths, t, -1),
+                              to_array(offsets, t, -1));
+      },
+      py::arg("scale_table").noconvert(), py::arg("precision"), py::arg("tail_mass"));
+
+  m.def(
+      "build_pmf_tables",
+      [](const DoubleArray& pmfs, const Int32Array& pmf_lengths, int precision) {
+        if (pmfs.ndim() != 2) throw gwn::ArgumentError("pmfs must be 2-D [T, K]");
+        if (pmf_lengths.ndim() != 1 || pmf_lengths.shape(0) != pmfs.shape(0)) {
+          throw gwn::ArgumentError("pmf_lengths must have one entry per pmfs row");
+        }
+        std::vector<int32_t> cdfs, lengths;
+        int row = 0;
+        gwn::build_pmf_tables(pmfs.data(), static_cast<int>(pmfs.shape(0)),
+                              static_cast<int>(pmfs.shape(1)), pmf_lengths.data(), precision,
+                              cdfs, lengths, row);
+        return py::make_tuple(to_array(cdfs, pmfs.shape(0), row),
+                              to_array(lengths, pmfs.shape(0), -1));
+      },
+      py::arg("pmfs").noconvert(), py::arg("pmf_lengths").noconvert(), py::arg("precision"));
+
+  m.def("normal_upper_tail", &gwn::normal_upper_tail, py::arg("x"));
+
+  m.def(
+      "encode",
+      [](const gwn::TableSet& tables, const Int32Array& symbols, const Int32Array& indexes,
+         int threads, int chunk_log2) {
+        if (symbols.size() != indexes.size()) {
+          throw gwn::ArgumentError("symbols and indexes must have the same size");
+        }
+        std::vector<uint8_t> out;
+        {
+          py::gil_scoped_release release;
+          out = gwn::encode(tables, symbols.data(), indexes.data(),
+                            static_cast<size_t>(symbols.size()), threads, chunk_log2);
+        }
+        return py::bytes(reinterpret_cast<const char*>(out.data()), out.size());
+      },
+      py::arg("tables"), py::arg("symbols").noconvert(), py::arg("indexes").noconvert(),
+      py::arg("threads"), py::arg("chunk_log2"));
+
+  m.def(
+      "decode",
+      [](const gwn::TableSet& tables, const py::bytes& data, const Int32Array& indexes,
+         int threads) {
+        Int32Array out(indexes.size());
+        auto view = bytes_view(data);
+        int32_t* dst = out.mutable_data();
+        {
+          py::gil_scoped_release release;
+          gwn::decode(tables, view.first, view.second, indexes.data(), dst,
+                      static_cast<size_t>(indexes.size()), threads);
+        }
+        return out;
+      },
+      py::arg("tables"), py::arg("data"), py::arg("indexes").noconvert(), py::arg("threads"));
+
+  py::class_<PyStreamDecoder>(m, "StreamDecoder")
+      .def(py::init<std::shared_ptr<const gwn::TableSet>, py::bytes>(), py::arg("tables"),
+           py::arg("data"))
+      .def(
+          "decode",
+          [](PyStreamDecoder& self, const Int32Array& indexes) {
+            Int32Array out(indexes.size());
+            int32_t* dst = out.mutable_data();
+            {
+              py::gil_scoped_release release;
+              self.decoder->decode(indexes.data(), dst, static_cast<size_t>(indexes.size()));
+            }
+            return out;
+          },
+          py::arg("indexes").noconvert())
+      .def("finish", [](PyStreamDecoder& self) { self.decoder->finish(); })
+      .def_property_readonly("num_symbols",
+                             [](const PyStreamDecoder& self) { return self.decoder->num_symbols(); })
+      .def_property_readonly("position",
+                             [](const PyStreamDecoder& self) { return self.decoder->position(); });
+}

@@ -1,0 +1,202 @@
+#include "rans/cdf_table.h"
+
+#include <algorithm>
+#include <climits>
+#include <cmath>
+#include <numeric>
+#include <string>
+
+#include "rans/checksum.h"
+#include "rans/errors.h"
+
+namespace gwn {
+namespace {
+
+std::string table_prefix(int t) { return "table " + std::to_string(t) + ": "; }
+
+}  // namespace
+
+TableSet::TableSet(const int32_t* cdfs, int num_tables, int row_length,
+                   const int32_t* lengths, const int32_t* offsets, int precision)
+    : precision_(precision) {
+  if (precision < kMinPrecision || precision > kMaxPrecision) {
+    throw ArgumentError("precision must be in [" + std::to_string(kMinPrecision) + ", " +
+                        std::to_string(kMaxPrecision) + "], got " +
+                        std::to_string(precision));
+  }
+  if (num_tables < 1) throw ArgumentError("cdfs must hold at least one table, got 0 rows");
+  if (row_length < 2) {
+    throw ArgumentError("cdfs rows must have at least 2 entries, got " +
+                        std::to_string(row_length));
+  }
+  const int64_t total = int64_t{1} << precision;
+  const int bucket_bits = std::min(precision, 10);
+  bucket_shift_ = precision - bucket_bits;
+  const uint32_t num_buckets = 1u << bucket_bits;
+
+  info_.resize(static_cast<size_t>(num_tables));
+  fingerprint_ = 0xCBF29CE484222325ull ^ static_cast<uint64_t>(precision);
+  for (int t = 0; t < num_tables; ++t) {
+    const int32_t len = lengths[t];
+    if (len < 2 || len > row_length) {
+      throw ArgumentError(table_prefix(t) + "cdf_lengths[" + std::to_string(t) + "] = " +
+                          std::to_string(len) + " is out of range [2, " +
+                          std::to_string(row_length) + "]");
+    }
+    const int32_t* row = cdfs + static_cast<size_t>(t) * static_cast<size_t>(row_length);
+    if (row[0] != 0) {
+      throw ArgumentError(table_prefix(t) + "cdf must start at 0, got cdf[0] = " +
+                          std::to_string(row[0]));
+    }
+    if (row[len - 1] != total) {
+      throw ArgumentError(table_prefix(t) + "cdf must end at 1 << precision = " +
+                          std::to_string(total) + ", got cdf[" + std::to_string(len - 1) +
+                          "] = " + std::to_string(row[len - 1]));
+    }
+    for (int32_t s = 0; s + 1 < len; ++s) {
+      if (row[s + 1] <= row[s]) {
+        throw ArgumentError(table_prefix(t) + "cdf is not strictly increasing at symbol " +
+                            std::to_string(s) + " (cdf[" + std::to_string(s) + "] = " +
+                            std::to_string(row[s]) + ", cdf[" + std::to_string(s + 1) +
+                            "] = " + std::to_string(row[s + 1]) +
+                            "): zero-probability symbols cannot be coded");
+      }
+    }
+    // Decoded in-range values offset .. offset + len - 3 must be int32.
+    if (static_cast<int64_t>(offsets[t]) + len - 3 > INT32_MAX) {
+      throw ArgumentError(table_prefix(t) + "offsets[" + std::to_string(t) + "] = " +
+                          std::to_string(offsets[t]) + " puts values beyond int32");
+    }
+    Info& in = info_[static_cast<size_t>(t)];
+    in.cdf_begin = static_cast<uint32_t>(cdf_.size());
+    in.escape = len - 2;
+    in.offset = offsets[t];
+    in.bucket_begin = static_cast<uint32_t>(bucket_.size());
+    cdf_.insert(cdf_.end(), row, row + len);
+    // bucket b -> the symbol holding slot b << shift; the final entry is the last
+    // symbol, so [bucket[b], bucket[b+1]] always brackets any slot of bucket b.
+    uint32_t s = 0;
+    for (uint32_t b = 0; b < num_buckets; ++b) {
+      const uint32_t slot = b << bucket_shift_;
+      while (static_cast<uint32_t>(row[s + 1]) <= slot) ++s;
+      bucket_.push_back(s);
+    }
+    bucket_.push_back(static_cast<uint32_t>(len - 2));
+
+    const uint32_t head[2] = {static_cast<uint32_t>(len), static_cast<uint32_t>(offsets[t])};
+    fingerprint_ = fingerprint_words(head, 2, fingerprint_);
+    fingerprint_ = fingerprint_words(cdf_.data() + in.cdf_begin, static_cast<size_t>(len),
+                                     fingerprint_);
+  }
+}
+
+std::vector<uint32_t> quantize_pmf(const double* pmf, size_t k, int precision,
+                                   const char* what) {
+  const uint64_t total = uint64_t{1} << precision;
+  if (k == 0) throw ArgumentError(std::string(what) + ": empty pmf");
+  if (k > total) {
+    throw ArgumentError(std::string(what) + ": " + std::to_string(k) +
+                        " symbols do not fit in 1 << precision = " + std::to_string(total) +
+                        " slots; raise precision");
+  }
+  double mass = 0.0;
+  for (size_t i = 0; i < k; ++i) {
+    if (!(pmf[i] >= 0.0) || !std::isfinite(pmf[i])) {
+      throw ArgumentError(std::string(what) + ": probability " + std::to_string(i) +
+                          " is negative or not finite");
+    }
+    mass += pmf[i];
+  }
+  if (!(mass > 0.0)) throw ArgumentError(std::string(what) + ": pmf sums to 0");
+
+  std::vector<uint32_t> freq(k);
+  uint64_t sum = 0;
+  const double scale = static_cast<double>(total) / mass;
+  for (size_t i = 0; i < k; ++i) {
+    const double f = std::floor(pmf[i] * scale + 0.5);
+    freq[i] = f < 1.0 ? 1u : static_cast<uint32_t>(std::min(f, static_cast<double>(total)));
+    sum += freq[i];
+  }
+  // Fix the sum in integers: first proportionally to each symbol's removable / own
+  // mass, then one unit at a time from the largest symbols (cheapest in bits).
+  std::vector<uint32_t> order(k);
+  std::iota(order.begin(), order.end(), 0u);
+  if (sum > total) {
+    uint64_t excess = sum - total;
+    uint64_t removable = sum - k;  // >= excess because k <= total
+    for (size_t i = 0; i < k && excess > 0; ++i) {
+      const uint64_t cut = (excess * (freq[i] - 1)) / removable;
+      freq[i] -= static_cast<uint32_t>(cut);
+      sum -= cut;
+    }
+  } else if (sum < total) {
+    const uint64_t deficit = total - sum;
+    const uint64_t base = sum;
+    for (size_t i = 0; i < k; ++i) {
+      const uint64_t add = (deficit * freq[i]) / base;
+      freq[i] += static_cast<uint32_t>(add);
+      sum += add;
+    }
+  }
+  std::stable_sort(order.begin(), order.end(),
+                   [&](uint32_t a, uint32_t b) { return freq[a] > freq[b]; });
+  while (sum != total) {
+    bool changed = false;
+    for (size_t j = 0; j < k && sum != total; ++j) {
+      uint32_t& f = freq[order[j]];
+      if (sum > total) {
+        if (f > 1) {
+          --f;
+          --sum;
+          changed = true;
+        }
+      } else {
+        ++f;
+        ++sum;
+        changed = true;
+      }
+    }
+    if (!changed) throw ArgumentError(std::string(what) + ": cannot quantize pmf");
+  }
+  return freq;
+}
+
+void build_pmf_tables(const double* pmfs, int num_tables, int row_length,
+                      const int32_t* pmf_lengths, int precision, std::vector<int32_t>& cdfs,
+                      std::vector<int32_t>& cdf_lengths, int& out_row_length) {
+  if (num_tables < 1) throw ArgumentError("pmfs must hold at least one row");
+  int max_len = 0;
+  for (int t = 0; t < num_tables; ++t) {
+    if (pmf_lengths[t] < 1 || pmf_lengths[t] > row_length) {
+      throw ArgumentError("pmf_lengths[" + std::to_string(t) + "] = " +
+                          std::to_string(pmf_lengths[t]) + " is out of range [1, " +
+                          std::to_string(row_length) + "]");
+    }
+    max_len = std::max(max_len, pmf_lengths[t]);
+  }
+  out_row_length = max_len + 2;
+  cdfs.assign(static_cast<size_t>(num_tables) * static_cast<size_t>(out_row_length), 0);
+  cdf_lengths.assign(static_cast<size_t>(num_tables), 0);
+  std::vector<double> row;
+  for (int t = 0; t < num_tables; ++t) {
+    const int n = pmf_lengths[t];
+    const double* p = pmfs + static_cast<size_t>(t) * static_cast<size_t>(row_length);
+    row.assign(p, p + n);
+    double mass = 0.0;
+    for (double v : row) mass += v;
+    row.push_back(mass < 1.0 ? 1.0 - mass : 0.0);  // escape: the missing tail mass
+    const std::string what = "pmfs row " + std::to_string(t);
+    const std::vector<uint32_t> freq = quantize_pmf(row.data(), row.size(), precision,
+                                                    what.c_str());
+    int32_t* c = cdfs.data() + static_cast<size_t>(t) * static_cast<size_t>(out_row_length);
+    uint32_t acc = 0;
+    c[0] = 0;
+    for (size_t s = 0; s < freq.size(); ++s) {
+      acc += freq[s];
+      c[s + 1] = static_cast<int32_t>(acc);
+    }
+    cdf_lengths[static_cast<size_t>(t)] = n + 2;
+  }
+}
+
+}  // namespace gwn

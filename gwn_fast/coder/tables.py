@@ -1,0 +1,171 @@
+"""CDF table sets: validated once, built deterministically, stored as plain arrays."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from gwn_fast import _rans
+from gwn_fast.coder._buffers import as_float64, as_int32
+
+__all__ = ["CdfTables", "MAX_PRECISION"]
+
+MAX_PRECISION: int = _rans.MAX_PRECISION
+
+
+def _check_precision(precision) -> int:
+    if isinstance(precision, bool) or not isinstance(precision, (int, np.integer)):
+        raise TypeError(f"precision must be an int, got {precision!r}")
+    if not 1 <= precision <= MAX_PRECISION:
+        raise ValueError(f"precision must be in [1, {MAX_PRECISION}], got {precision}")
+    return int(precision)
+
+
+class CdfTables:
+    """A set of T quantized CDFs, one per table index, for :func:`gwn_fast.coder.encode`.
+
+    The arrays mean exactly what CompressAI's ``_quantized_cdf``, ``_cdf_length`` and
+    ``_offset`` buffers mean, so an updated CompressAI entropy model's tables work
+    unchanged (see :meth:`from_compressai`):
+
+    - ``cdfs``: int32 ``[T, L]``; row ``t`` holds ``cdf_lengths[t]`` entries
+      ``c[0] = 0 < c[1] < ... < c[len-1] = 1 << precision`` (later entries ignored).
+    - ``cdf_lengths``: int32 ``[T]``, in ``[2, L]``.
+    - ``offsets``: int32 ``[T]``: symbol ``s < len - 2`` codes the value ``offsets[t] + s``;
+      symbol ``len - 2`` is the escape, used for any other int32 value.
+
+    The tables are validated once, here (a bad table raises ``ValueError`` naming it and
+    the fault), and kept in C++ ready for coding: no per-call copy or rebuild.
+    Store the three arrays with your model (e.g. as buffers) so a decoder never rebuilds
+    them from floats; :meth:`from_gaussian` and :meth:`from_pmfs` compute them in
+    deterministic arithmetic, so they are also bit-identical wherever they are built.
+    """
+
+    def __init__(self, cdfs, cdf_lengths, offsets, precision: int = 16):
+        precision = _check_precision(precision)
+        cdfs = as_int32(cdfs, "cdfs")
+        if cdfs.ndim != 2:
+            raise ValueError(f"cdfs must be 2-D [T, L], got shape {tuple(cdfs.shape)}")
+        cdf_lengths = as_int32(cdf_lengths, "cdf_lengths").reshape(-1)
+        offsets = as_int32(offsets, "offsets").reshape(-1)
+        self._native = _rans.TableSet(cdfs, cdf_lengths, offsets, precision)
+        self._cdfs, self._cdf_lengths, self._offsets = cdfs.copy(), cdf_lengths.copy(), offsets.copy()
+        for arr in (self._cdfs, self._cdf_lengths, self._offsets):
+            arr.flags.writeable = False  # the C++ copy is what codes: keep the two in sync
+
+    # -- constructors ---------------------------------------------------------------
+    @classmethod
+    def from_gaussian(cls, scale_table, *, precision: int = 16, tail_mass: float = 1e-9) -> "CdfTables":
+        """One zero-mean discretized Gaussian per scale (CompressAI's GaussianConditional
+        layout: support ``[-m, m]``, ``m = ceil(scale * q)`` with ``q`` the normal quantile
+        of ``tail_mass / 2``, offsets ``-m``, the tails in the escape symbol).
+
+        ``scale_table``: 1-D floats, each > 0. Computed with a deterministic erfc made of
+        basic IEEE operations only, so the same scales give bit-identical tables on every
+        machine (CompressAI's float32 libm erfc does not).
+        """
+        precision = _check_precision(precision)
+        scales = as_float64(scale_table, "scale_table").reshape(-1)
+        if scales.size == 0:
+            raise ValueError("scale_table must not be empty")
+        cdfs, lengths, offsets = _rans.build_gaussian_tables(scales, precision, float(tail_mass))
+        return cls(cdfs, lengths, offsets, precision)
+
+    @classmethod
+    def from_pmfs(cls, pmfs, offsets, *, precision: int = 16) -> "CdfTables":
+        """Tables from probability mass functions.
+
+        ``pmfs``: a sequence of 1-D arrays (lengths may differ) or a 2-D array ``[T, K]``;
+        row ``t`` gives the probabilities of the values ``offsets[t], offsets[t] + 1, ...``.
+        The escape symbol gets the missing mass ``max(0, 1 - sum)`` (at least one slot),
+        rows are normalised, and every symbol gets at least one slot of ``1 << precision``.
+        Quantization is integer arithmetic after one IEEE multiply per symbol, so the
+        same float64 pmfs give the same tables everywhere.
+        """
+        precision = _check_precision(precision)
+        if isinstance(pmfs, np.ndarray) or hasattr(pmfs, "detach"):
+            rows = as_float64(pmfs, "pmfs")
+            if rows.ndim != 2:
+                raise ValueError(f"pmfs must be 2-D [T, K] or a sequence of 1-D arrays, got shape {rows.shape}")
+            lengths = np.full(rows.shape[0], rows.shape[1], dtype=np.int32)
+        else:
+            items = [as_float64(p, f"pmfs[{i}]").reshape(-1) for i, p in enumerate(pmfs)]
+            if not items:
+                raise ValueError("pmfs must hold at least one pmf")
+            width = max(p.size for p in items)
+            rows = np.zeros((len(items), max(width, 1)), dtype=np.float64)
+            for i, p in enumerate(items):
+                rows[i, : p.size] = p
+            lengths = np.array([p.size for p in items], dtype=np.int32)
+        offsets = as_int32(np.asarray(offsets, dtype=np.int32) if isinstance(offsets, (list, tuple, int)) else offsets, "offsets").reshape(-1)
+        if offsets.size != rows.shape[0]:
+            raise ValueError(f"offsets must have one entry per pmf ({rows.shape[0]}), got {offsets.size}")
+        cdfs, cdf_lengths = _rans.build_pmf_tables(rows, lengths, precision)
+        return cls(cdfs, cdf_lengths, offsets, precision)
+
+    @classmethod
+    def from_compressai(cls, entropy_model) -> "CdfTables":
+        """The tables of an updated CompressAI ``EntropyBottleneck`` or ``GaussianConditional``."""
+        for attr in ("_quantized_cdf", "_cdf_length", "_offset"):
+            if not hasattr(entropy_model, attr):
+                raise TypeError(f"entropy_model has no {attr}: not a CompressAI EntropyModel")
+        if entropy_model._quantized_cdf.numel() == 0:
+            raise RuntimeError("entropy_model has no tables yet: call its update() first")
+        return cls(
+            entropy_model._quantized_cdf.cpu().int(),
+            entropy_model._cdf_length.cpu().int(),
+            entropy_model._offset.cpu().int(),
+            precision=int(entropy_model.entropy_coder_precision),
+        )
+
+    # -- views ----------------------------------------------------------------------
+    @property
+    def cdfs(self) -> np.ndarray:
+        """int32 ``[T, L]`` (read-only)."""
+        return self._cdfs
+
+    @property
+    def cdf_lengths(self) -> np.ndarray:
+        """int32 ``[T]`` (read-only)."""
+        return self._cdf_lengths
+
+    @property
+    def offsets(self) -> np.ndarray:
+        """int32 ``[T]`` (read-only)."""
+        return self._offsets
+
+    @property
+    def precision(self) -> int:
+        return self._native.precision
+
+    @property
+    def num_tables(self) -> int:
+        return self._native.num_tables
+
+    @property
+    def fingerprint(self) -> int:
+        """64-bit hash of the tables; streams carry a checksum seeded with it."""
+        return self._native.fingerprint
+
+    def __len__(self) -> int:
+        return self.num_tables
+
+    def __eq__(self, other) -> bool:
+        if not isinstance(other, CdfTables):
+            return NotImplemented
+        return (
+            self.precision == other.precision
+            and np.array_equal(self._cdf_lengths, other._cdf_lengths)
+            and np.array_equal(self._offsets, other._offsets)
+            and all(
+                np.array_equal(self._cdfs[t, :n], other._cdfs[t, :n])
+                for t, n in enumerate(self._cdf_lengths.tolist())
+            )
+        )
+
+    __hash__ = None
+
+    def __repr__(self) -> str:
+        return (
+            f"CdfTables(num_tables={self.num_tables}, max_length={self._cdfs.shape[1]}, "
+            f"precision={self.precision}, fingerprint={self.fingerprint:#018x})"
+        )
