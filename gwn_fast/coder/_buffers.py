@@ -28,15 +28,18 @@ def as_int32(x, name: str) -> np.ndarray:
     arr = _to_numpy(x, name)
     if arr.dtype != np.int32:
         raise ValueError(f"{name} must have dtype int32, got {arr.dtype}")
-    return np.ascontiguousarray(arr)
+    # not np.ascontiguousarray: it turns 0-d arrays into 1-d ones
+    return arr if arr.flags.c_contiguous else arr.copy(order="C")
 
 
 def as_float64(x, name: str) -> np.ndarray:
-    """``x`` (floating point) as a C-contiguous float64 numpy array."""
-    arr = _to_numpy(x, name)
+    """``x`` (floating point; lists allowed: this is for table construction, not coding)
+    as a C-contiguous float64 numpy array."""
+    arr = np.asarray(x, dtype=np.float64) if isinstance(x, (list, tuple)) else _to_numpy(x, name)
     if arr.dtype.kind != "f":
         raise ValueError(f"{name} must have a floating-point dtype, got {arr.dtype}")
-    return np.ascontiguousarray(arr, dtype=np.float64)
+    arr = arr.astype(np.float64, copy=False)
+    return arr if arr.flags.c_contiguous else arr.copy(order="C")
 
 
 def resolve_threads(threads) -> int:

@@ -1,0 +1,5 @@
+import sys
+
+from gwn_fast.cli import main
+
+sys.exit(main())
