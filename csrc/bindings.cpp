@@ -3,6 +3,7 @@
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 
+#include <algorithm>
 #include <memory>
 
 #include "rans/cdf_table.h"
@@ -51,6 +52,22 @@ PYBIND11_MODULE(_rans, m) {
   m.attr("DEFAULT_CHUNK_LOG2") = gwn::kDefaultChunkLog2;
   m.attr("MIN_CHUNK_LOG2") = gwn::kMinChunkLog2;
   m.attr("MAX_CHUNK_LOG2") = gwn::kMaxChunkLog2;
+  m.attr("MULTI_LANE_MIN_SYMBOLS") = gwn::kMultiLaneMinSymbols;
+
+  m.def(
+      "stream_layout",
+      [](const py::bytes& data) {
+        auto view = bytes_view(data);
+        const gwn::StreamLayout layout = gwn::parse_stream(view.first, view.second);
+        py::list chunks;
+        const uint64_t size = uint64_t{1} << layout.chunk_log2;
+        for (size_t c = 0; c < layout.chunk_begin.size(); ++c) {
+          const uint64_t symbols = std::min<uint64_t>(size, layout.num_symbols - c * size);
+          chunks.append(py::make_tuple(layout.chunk_begin[c], layout.chunk_end[c], symbols));
+        }
+        return chunks;
+      },
+      py::arg("data"), "[(begin, end, symbols)] per chunk (byte offsets); raises BitstreamError");
 
   py::class_<gwn::TableSet, std::shared_ptr<gwn::TableSet>>(m, "TableSet")
       .def(py::init([](const Int32Array& cdfs, const Int32Array& lengths,

@@ -11,7 +11,7 @@ than they were encoded with, raise :class:`BitstreamError` (a ``ValueError``).
 """
 
 from gwn_fast._rans import BitstreamError
-from gwn_fast.coder.stream import Decoder, decode, encode
+from gwn_fast.coder.stream import Decoder, decode, encode, fixed_overhead
 from gwn_fast.coder.tables import MAX_PRECISION, CdfTables
 
-__all__ = ["BitstreamError", "CdfTables", "Decoder", "MAX_PRECISION", "decode", "encode"]
+__all__ = ["BitstreamError", "CdfTables", "Decoder", "MAX_PRECISION", "decode", "encode", "fixed_overhead"]

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from gwn_fast import _rans
 from gwn_fast.coder._buffers import as_int32, resolve_threads
 from gwn_fast.coder.tables import CdfTables
 
-__all__ = ["encode", "decode", "Decoder", "DEFAULT_CHUNK_SIZE"]
+__all__ = ["encode", "decode", "Decoder", "DEFAULT_CHUNK_SIZE", "fixed_overhead"]
 
 DEFAULT_CHUNK_SIZE: int = 1 << _rans.DEFAULT_CHUNK_LOG2
 
@@ -131,3 +133,31 @@ class Decoder:
     def finish(self) -> None:
         """Check that every symbol was decoded (checksums are checked per chunk)."""
         self._native.finish()
+
+
+def fixed_overhead(data: bytes) -> float:
+    """Bytes of ``data`` that carry no symbol information: the header (with chunk
+    lengths) plus, per rANS lane, the initial state (which holds the checksum) and the
+    slack of the stored final state. The rest, ``len(data) - fixed_overhead(data)``, is
+    the payload: what the symbols cost under the tables. Raises BitstreamError for a
+    malformed header.
+    """
+    data = _as_bytes(data)
+    chunks = _rans.stream_layout(data)
+    if not chunks:
+        return float(len(data))
+    bits = 8.0 * chunks[0][0]  # header
+    for begin, end, symbols in chunks:
+        if symbols >= _rans.MULTI_LANE_MIN_SYMBOLS:
+            for lane in range(4):
+                state = int.from_bytes(data[begin + 8 * lane : begin + 8 * lane + 8], "little")
+                initial = 32 if lane == 0 else 31  # 2**32 + checksum, else 2**31
+                bits += 64 - math.log2(state) + initial
+        else:
+            stored = 4 + (end - begin) % 4
+            state = int.from_bytes(data[begin : begin + stored], "little")
+            if state < 1 << 31:  # a split state: its low word follows
+                state = (state << 32) | int.from_bytes(data[begin + stored : begin + stored + 4], "little")
+                stored += 4
+            bits += 8 * stored - math.log2(state) + 32
+    return bits / 8
