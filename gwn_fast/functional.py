@@ -1,0 +1,232 @@
+"""Public functional API of the GWN's element-wise hot spots.
+
+    from gwn_fast import functional as F
+    y0, align = F.match_merge(c1, c2, quantize=True)
+    p    = F.gaussian_likelihood(y, scales, means)          # per-element likelihood
+    bits = F.gaussian_rate(y, scales, means)                # fused -log2 + sum
+    idx  = F.build_indexes(scales, scale_table)             # int32 table indexes
+
+Dispatch: CUDA tensors run fused Triton kernels, CPU tensors (and float64) the PyTorch
+reference; :func:`gwn_fast.ops.backend` forces either. Every function validates its inputs
+and raises ``TypeError``/``ValueError`` naming the argument; none adds a host
+synchronisation. Non-finite inputs are documented per function (and in docs/kernels.md).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from gwn_fast import ops
+from gwn_fast.ops._dispatch import check_impl, current_backend
+
+__all__ = ["RATE_GRADS", "REDUCTIONS", "build_indexes", "gaussian_likelihood", "gaussian_rate", "match_merge"]
+
+RATE_GRADS = ("ste", "smooth", "noise")
+REDUCTIONS = ("sum", "batch")
+
+
+def _check_float_tensor(name: str, value: object) -> None:
+    if not isinstance(value, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(value).__name__}")
+    if not value.is_floating_point():
+        raise TypeError(f"{name} must be a floating-point tensor, got dtype {value.dtype}")
+
+
+def _check_same_device(name: str, value: torch.Tensor, ref_name: str, ref: torch.Tensor) -> None:
+    if value.device != ref.device:
+        raise ValueError(f"{name} must be on the device of {ref_name} ({ref.device}), got {value.device}")
+
+
+def _check_positive(name: str, value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{name} must be a number, got {type(value).__name__}")
+    if not (math.isfinite(value) and value > 0):
+        raise ValueError(f"{name} must be a positive finite number, got {value}")
+    return float(value)
+
+
+def _backend_for(tensor: torch.Tensor) -> str:
+    """The current backend, checked eagerly against ``tensor`` so that errors point at the
+    caller. Under torch.compile the op itself raises the same error when it runs (the
+    Triton gate asks Triton's C++ runtime, which Dynamo cannot trace)."""
+    impl = current_backend()
+    if not torch.compiler.is_compiling():
+        check_impl(impl, tensor)
+    return impl
+
+
+def _check_choice(name: str, value: object, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {choices}, got {value!r}")
+
+
+def match_merge(c1: torch.Tensor, c2: torch.Tensor, quantize: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+    """Element-wise match-and-merge of two candidate-common tensors, with the alignment loss.
+
+    With ``q = round(c)`` (ties toward zero, straight-through gradient) when ``quantize``,
+    else ``q = c``: ``y0 = (q1 + q2) / 2`` where ``q1 == q2`` and 0 elsewhere, and
+    ``align = mean((q1 - q2)^2)`` over all elements.
+
+    Gradients: ``dc1 = 0.5 g_y0 match + 2 g_align (q1 - q2) / n`` and ``dc2 = 0.5 g_y0
+    match - 2 g_align (q1 - q2) / n``; the match mask passes none.
+
+    Args:
+        c1, c2: floating tensors of one shape ``S`` on one device (dtypes are promoted).
+    Returns:
+        ``y0`` of shape ``S`` (the promoted dtype) and ``align``, a scalar of at least
+        float32. Empty inputs give an empty ``y0`` and ``align = 0``. A NaN in either input
+        gives ``y0 = 0`` there (NaN matches nothing) and a NaN ``align``.
+    """
+    _check_float_tensor("c1", c1)
+    _check_float_tensor("c2", c2)
+    if c1.shape != c2.shape:
+        raise ValueError(f"c1 and c2 must have the same shape, got {tuple(c1.shape)} and {tuple(c2.shape)}")
+    _check_same_device("c2", c2, "c1", c1)
+    dtype = torch.promote_types(c1.dtype, c2.dtype)
+    c1, c2 = c1.to(dtype), c2.to(dtype)
+    impl = _backend_for(c1)
+    return ops.match_merge(c1, c2, bool(quantize), impl)
+
+
+def _gaussian_inputs(
+    y: torch.Tensor, scales: torch.Tensor, means: torch.Tensor | None
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """Validate, promote to one dtype, and broadcast ``scales``/``means`` to ``y``'s shape."""
+    _check_float_tensor("y", y)
+    _check_float_tensor("scales", scales)
+    if means is not None:
+        _check_float_tensor("means", means)
+    named = [("scales", scales)] + ([("means", means)] if means is not None else [])
+    dtype = y.dtype
+    for name, tensor in named:
+        _check_same_device(name, tensor, "y", y)
+        try:
+            broadcast = torch.broadcast_shapes(tensor.shape, y.shape)
+        except RuntimeError:
+            broadcast = None
+        if broadcast != y.shape:
+            raise ValueError(f"{name} of shape {tuple(tensor.shape)} cannot be broadcast to the shape of y {tuple(y.shape)}")
+        dtype = torch.promote_types(dtype, tensor.dtype)
+    # expand() makes no copy; autograd sums the gradient of a broadcast input back.
+    y = y.to(dtype)
+    scales = scales.to(dtype).expand(y.shape)
+    means = means.to(dtype).expand(y.shape) if means is not None else None
+    return y, scales, means
+
+
+def _rate_grad_mode(y: torch.Tensor, round_residual: bool, rate_grad: str) -> tuple[torch.Tensor, bool, bool]:
+    """(y to evaluate, round_residual, smooth) for a ``rate_grad`` choice."""
+    _check_choice("rate_grad", rate_grad, RATE_GRADS)
+    if rate_grad == "noise":
+        # CompressAI's training proxy: additive U(-0.5, 0.5) noise replaces the rounding.
+        return y + torch.empty_like(y).uniform_(-0.5, 0.5), False, False
+    return y, bool(round_residual), rate_grad == "smooth"
+
+
+def gaussian_likelihood(
+    y: torch.Tensor,
+    scales: torch.Tensor,
+    means: torch.Tensor | None = None,
+    *,
+    scale_bound: float = 0.11,
+    likelihood_bound: float = 1e-9,
+    round_residual: bool = True,
+    rate_grad: str = "ste",
+) -> torch.Tensor:
+    """Likelihood of each element's integer bin under a conditional Gaussian.
+
+    ``r = y - means`` (``y`` without means), rounded half toward zero when
+    ``round_residual`` (the paper); ``p = Phi((0.5 - |r|)/s) - Phi((-0.5 - |r|)/s)`` with
+    ``s = max(scales, scale_bound)``, then ``p = max(p, likelihood_bound)``. Both bounds
+    pass the gradient where ``x >= bound`` or where the incoming gradient is negative
+    (CompressAI's LowerBound).
+
+    ``rate_grad`` chooses how gradients reach ``y``/``means``/``scales``:
+
+    - ``"ste"`` (the paper): value and derivative at the rounded residual, identity
+      through the rounding.
+    - ``"smooth"``: value at the rounded residual (exact), derivative of the continuous
+      likelihood at the unrounded residual.
+    - ``"noise"``: CompressAI's training proxy: a fresh ``U(-0.5, 0.5)`` sample is added to
+      ``y`` and the residual is not rounded (``round_residual`` is ignored).
+
+    Args:
+        y: floating tensor, any shape ``S``.
+        scales, means: floating tensors broadcastable to ``S`` (dtypes are promoted).
+    Returns:
+        The bounded likelihood, shape ``S``, the promoted dtype. A NaN input gives NaN for
+        that element; an infinite residual gives ``likelihood_bound``.
+    """
+    y, scales, means = _gaussian_inputs(y, scales, means)
+    scale_bound = _check_positive("scale_bound", scale_bound)
+    likelihood_bound = _check_positive("likelihood_bound", likelihood_bound)
+    y, round_residual, smooth = _rate_grad_mode(y, round_residual, rate_grad)
+    impl = _backend_for(y)
+    return ops.gaussian_likelihood(y, scales, means, scale_bound, likelihood_bound, round_residual, smooth, impl)
+
+
+def gaussian_rate(
+    y: torch.Tensor,
+    scales: torch.Tensor,
+    means: torch.Tensor | None = None,
+    *,
+    reduction: str = "sum",
+    scale_bound: float = 0.11,
+    likelihood_bound: float = 1e-9,
+    round_residual: bool = True,
+    rate_grad: str = "ste",
+) -> torch.Tensor:
+    """Rate in bits, ``sum(-log2(gaussian_likelihood(...)))``, fused with the reduction.
+
+    Same maths and keywords as :func:`gaussian_likelihood`; the Triton path never writes
+    the likelihood to memory, forward or backward. The backward divides by the bounded
+    likelihood, so gradients stay finite where float32 underflows. With ``"smooth"`` the
+    gradient is that of the continuous rate ``-log2 p(r)`` at the unrounded residual (so
+    it differs from differentiating ``-log2(gaussian_likelihood(..., rate_grad="smooth"))``,
+    which divides by the likelihood at the rounded residual).
+
+    Args:
+        y: floating tensor of shape ``S``; ``S[0] = B`` for ``reduction="batch"``.
+        scales, means: broadcastable to ``S``.
+        reduction: ``"sum"`` (a scalar) or ``"batch"`` (bits per sample, shape ``[B]``).
+    Returns:
+        Bits, at least float32. Deterministic: the same input gives the same bits on every
+        run. Empty inputs give 0; a NaN input makes its sum NaN.
+    """
+    _check_choice("reduction", reduction, REDUCTIONS)
+    y, scales, means = _gaussian_inputs(y, scales, means)
+    if reduction == "batch" and y.dim() == 0:
+        raise ValueError("reduction='batch' needs y with a batch dimension, got a 0-d tensor")
+    scale_bound = _check_positive("scale_bound", scale_bound)
+    likelihood_bound = _check_positive("likelihood_bound", likelihood_bound)
+    y, round_residual, smooth = _rate_grad_mode(y, round_residual, rate_grad)
+    impl = _backend_for(y)
+    return ops.gaussian_rate(
+        y, scales, means, scale_bound, likelihood_bound, round_residual, smooth, reduction == "batch", impl
+    )
+
+
+def build_indexes(scales: torch.Tensor, scale_table: torch.Tensor) -> torch.Tensor:
+    """Scale-table index of each scale, with CompressAI's semantics.
+
+    The smallest ``i`` with ``scales <= scale_table[i]``, else the last index (for an
+    ascending table; in general ``(T - 1) - #{i < T - 1 : scale <= scale_table[i]}``, which
+    is what CompressAI computes). Comparisons are exact, in the scales' dtype (the table is
+    cast to it), so equal scales give equal indexes on CPU and GPU. A NaN scale gets the
+    last index.
+
+    Args:
+        scales: floating tensor, any shape ``S``.
+        scale_table: non-empty 1-D floating tensor on the scales' device.
+    Returns:
+        int32 tensor of shape ``S``.
+    """
+    _check_float_tensor("scales", scales)
+    _check_float_tensor("scale_table", scale_table)
+    if scale_table.dim() != 1 or scale_table.numel() == 0:
+        raise ValueError(f"scale_table must be a non-empty 1-D tensor, got shape {tuple(scale_table.shape)}")
+    _check_same_device("scale_table", scale_table, "scales", scales)
+    impl = _backend_for(scales)
+    return ops.build_indexes(scales, scale_table.to(scales.dtype), impl)

@@ -1,0 +1,465 @@
+"""Plain PyTorch references (``*_ref``): the test oracle, the CPU path and the benchmark
+baseline of every op in :mod:`gwn_fast.ops`.
+
+Each op has a forward ``<op>_ref`` and, where it has inputs that take gradients, a
+hand-written ``<op>_backward_ref`` with the same rules as the Triton kernels (see
+:mod:`gwn_fast.kernels.gaussian` and :mod:`gwn_fast.kernels.merge`). They take plain
+tensors and build no autograd graph: :mod:`gwn_fast.ops` wires them into ``torch.library``.
+
+``upcast=True`` (the CPU path) computes float16/bfloat16 inputs in float32 and casts the
+result back, as the kernels do; ``upcast=False`` computes in the input dtype, which is the
+``torch_dtype`` term of the kernel-vs-reference tolerance rule.
+
+The Gaussian follows CompressAI's maths: ``|y - mean|`` and erfc, ``mass = (erfc(x_lo) -
+erfc(x_hi)) / 2`` with ``x_lo = (a - 0.5) / (s sqrt 2)``, ``x_hi = (a + 0.5) / (s sqrt 2)``.
+Both erfc arguments grow with ``|r|``, so the tails are small numbers computed relative to
+themselves (no ``1 - Phi``). Where the bounded scale is ``>= 8`` the bin is narrow and the
+erfc difference would cancel (~``s * 1e-7`` relative), so the midpoint expansion of the bin
+integral is used there instead, as in the kernels.
+
+For speed on one CPU thread the Gaussian work runs in chunks that stay in cache, with
+in-place arithmetic on temporaries, and the rate's backward is written by hand (no
+autograd graph); results do not depend on the chunk size.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+__all__ = [
+    "CHUNK_ELEMENTS",
+    "SERIES_MIN_SCALE",
+    "bin_mass_ref",
+    "build_indexes_ref",
+    "gaussian_likelihood_backward_ref",
+    "gaussian_likelihood_ref",
+    "gaussian_rate_backward_ref",
+    "gaussian_rate_ref",
+    "match_merge_backward_ref",
+    "match_merge_ref",
+    "quantize_ref",
+]
+
+# Bounded scales from here on use the midpoint expansion of the bin mass. Below it the
+# erfc difference loses at most ~4e-5 bits (measured; it grows like s * 1e-7 relative). The
+# Triton kernels switch at 8 instead: their tail erfc is a little less precise than
+# PyTorch's, and on a GPU the extra expansion costs nothing.
+SERIES_MIN_SCALE = 64.0
+# Elements per chunk of the Gaussian CPU path (512 KiB per float32 temporary): small enough
+# for the temporaries to stay in cache, large enough that the per-op dispatch overhead is
+# small (measured on one thread: 128 Ki beat 32 Ki by ~25% and 1 Mi by ~15%).
+CHUNK_ELEMENTS = 1 << 17
+
+_SQRT_HALF = math.sqrt(0.5)
+_INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
+_INV_SQRT_PI = 1.0 / math.sqrt(math.pi)
+_LN2 = math.log(2.0)
+# Residual magnitudes are capped in the Gaussian so that u * phi(u) is 0, not inf * 0, for
+# infinite residuals (the mass there is 0 either way).
+_MAX_MAGNITUDE = 1e30
+_HALF_DTYPES = (torch.float16, torch.bfloat16)
+
+
+def _compute_dtype(dtype: torch.dtype, upcast: bool) -> torch.dtype:
+    return torch.float32 if upcast and dtype in _HALF_DTYPES else dtype
+
+
+def _sum_dtype(dtype: torch.dtype) -> torch.dtype:
+    """Dtype of the scalar results (``align``, bits): at least float32."""
+    return torch.promote_types(dtype, torch.float32)
+
+
+def quantize_ref(x: torch.Tensor) -> torch.Tensor:
+    """``sign(x) * ceil(|x| - 0.5)``: the paper's rounding, ties toward zero. Any shape."""
+    return torch.sign(x) * torch.ceil(x.abs() - 0.5)
+
+
+# --------------------------------------------------------------------------------------
+# match and merge
+# --------------------------------------------------------------------------------------
+def match_merge_ref(
+    c1: torch.Tensor, c2: torch.Tensor, quantize: bool = True, upcast: bool = True
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``y0 = q1`` where ``q1 == q2`` else 0, and ``align = mean((q1 - q2)^2)``.
+
+    ``c1``, ``c2``: shape ``S``, one dtype. Returns ``y0`` (shape ``S``, the inputs' dtype)
+    and ``align`` (a scalar, at least float32; 0 for empty inputs).
+    """
+    dtype = _compute_dtype(c1.dtype, upcast)
+    q1, q2 = c1.to(dtype), c2.to(dtype)
+    if quantize:
+        q1, q2 = quantize_ref(q1), quantize_ref(q2)
+    y0 = torch.where(q1 == q2, q1, torch.zeros((), dtype=dtype, device=q1.device)).to(c1.dtype).contiguous()
+    if q1.numel() == 0:
+        return y0, torch.zeros((), dtype=_sum_dtype(c1.dtype), device=c1.device)
+    align = (q1 - q2).square_().mean()
+    return y0, align.to(_sum_dtype(c1.dtype))
+
+
+def match_merge_backward_ref(
+    grad_y0: torch.Tensor, grad_align: torch.Tensor, c1: torch.Tensor, c2: torch.Tensor, quantize: bool = True
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``dc1 = 0.5 g_y0 match + 2 g_align (q1 - q2) / n``, ``dc2 = 0.5 g_y0 match - ...``.
+
+    Straight-through quantizer; the match mask passes no gradient. Shapes as the forward;
+    ``grad_align`` is a scalar tensor. Returns gradients in the inputs' dtype.
+    """
+    dtype = _compute_dtype(c1.dtype, True)
+    q1, q2 = c1.to(dtype), c2.to(dtype)
+    if quantize:
+        q1, q2 = quantize_ref(q1), quantize_ref(q2)
+    n = max(q1.numel(), 1)
+    shared = torch.where(q1 == q2, 0.5 * grad_y0.to(dtype), torch.zeros((), dtype=dtype, device=q1.device))
+    pull = (q1 - q2).mul_(grad_align.to(dtype) * (2.0 / n))
+    return (shared + pull).to(c1.dtype).contiguous(), (shared - pull).to(c2.dtype).contiguous()
+
+
+# --------------------------------------------------------------------------------------
+# Gaussian
+# --------------------------------------------------------------------------------------
+def _chunks(n: int):
+    for start in range(0, n, CHUNK_ELEMENTS):
+        yield slice(start, min(start + CHUNK_ELEMENTS, n))
+
+
+def _flat(tensor: torch.Tensor | None, dtype: torch.dtype) -> torch.Tensor | None:
+    # A flat view (a copy only when the layout or dtype requires one).
+    return None if tensor is None else tensor.to(dtype).reshape(-1)
+
+
+def _check_bounds(scale_bound: float, likelihood_bound: float) -> None:
+    if not scale_bound > 0:
+        raise ValueError(f"scale_bound must be positive, got {scale_bound}")
+    if not likelihood_bound > 0:
+        raise ValueError(f"likelihood_bound must be positive, got {likelihood_bound}")
+
+
+def _rows(y: torch.Tensor, per_batch: bool) -> tuple[int, int]:
+    """(rows, row_len) of the reduction: one row per sample, or one row in all."""
+    if not per_batch:
+        return 1, y.numel()
+    if y.dim() == 0:
+        raise ValueError("reduction='batch' needs y with a batch dimension, got a 0-d tensor")
+    rows = y.shape[0]
+    return rows, (y.numel() // rows if rows else 0)
+
+
+def _may_be_narrow(bounded_scale: torch.Tensor) -> bool:
+    # On CPU one max() lets chunks without narrow bins skip the expansion; on other devices
+    # (the reference on a GPU) evaluate it rather than synchronise with the host. A NaN
+    # maximum answers True: the NaN lanes stay NaN either way.
+    if bounded_scale.device.type != "cpu" or bounded_scale.numel() == 0:
+        return bounded_scale.numel() > 0
+    return not bool(bounded_scale.max() < SERIES_MIN_SCALE)
+
+
+def _series_mass(magnitude: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    # Midpoint expansion of the bin integral: w phi(m) (1 + w^2 He2(m)/24 + w^4 He4(m)/1920),
+    # w = 1/s, m = a/s. For w <= 1/8 the truncation is below 1e-6 relative wherever the
+    # mass exceeds 1e-10; m is capped at 40 (phi(40) == 0) so that no inf * 0 appears.
+    w = scale.reciprocal()
+    m2 = (magnitude * w).clamp_max_(40.0).square_()
+    w2 = w.square()
+    correction = (m2 - 6.0).mul_(m2).add_(3.0).mul_(w2).div_(1920.0).add_((m2 - 1.0).div_(24.0)).mul_(w2).add_(1.0)
+    return m2.mul_(-0.5).exp_().mul_(w).mul_(_INV_SQRT_2PI).mul_(correction)
+
+
+def _twice_mass(
+    magnitude: torch.Tensor, bounded_scale: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``2 * mass`` of each bin, and ``(x_lo, x_hi, k)`` with ``k = 1 / (s sqrt 2)``,
+    ``x_lo = (a - 0.5) k``, ``x_hi = (a + 0.5) k`` (the backward needs them). Working with
+    twice the mass saves a multiplication: ``mass = (erfc(x_lo) - erfc(x_hi)) / 2``."""
+    k = bounded_scale.reciprocal().mul_(_SQRT_HALF)
+    x_lo = (magnitude - 0.5).mul_(k)
+    x_hi = x_lo + k
+    twice = torch.special.erfc(x_lo).sub_(torch.special.erfc(x_hi))
+    if _may_be_narrow(bounded_scale):
+        narrow = bounded_scale >= SERIES_MIN_SCALE
+        twice = torch.where(narrow, _series_mass(magnitude, bounded_scale).mul_(2.0), twice)
+    return twice, x_lo, x_hi, k
+
+
+def bin_mass_ref(magnitude: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    """``Phi((0.5 - a)/s) - Phi((-0.5 - a)/s)`` for ``a >= 0`` and ``s > 0`` (one shape).
+
+    CompressAI's erfc form, with the midpoint expansion where ``s >= SERIES_MIN_SCALE``.
+    NaN in, NaN out.
+    """
+    return _twice_mass(magnitude, scale)[0].mul_(0.5)
+
+
+def _magnitude(y: torch.Tensor, means: torch.Tensor | None, round_residual: bool) -> torch.Tensor:
+    magnitude = (y - means).abs_() if means is not None else y.abs()
+    if round_residual:
+        magnitude.sub_(0.5).ceil_()  # |sign(r) ceil(|r| - 0.5)|, up to the sign of zero
+    return magnitude
+
+
+def gaussian_likelihood_ref(
+    y: torch.Tensor,
+    scales: torch.Tensor,
+    means: torch.Tensor | None = None,
+    scale_bound: float = 0.11,
+    likelihood_bound: float = 1e-9,
+    round_residual: bool = True,
+    upcast: bool = True,
+) -> torch.Tensor:
+    """Bounded likelihood of each element's bin. ``y``, ``scales``, ``means``: shape ``S``.
+
+    Returns shape ``S`` in ``y``'s dtype.
+    """
+    _check_bounds(scale_bound, likelihood_bound)
+    dtype = _compute_dtype(y.dtype, upcast)
+    flat_y, flat_scales, flat_means = _flat(y, dtype), _flat(scales, dtype), _flat(means, dtype)
+    out = torch.empty(y.numel(), dtype=dtype, device=y.device)
+    for part in _chunks(out.numel()):
+        magnitude = _magnitude(flat_y[part], flat_means[part] if flat_means is not None else None, round_residual)
+        twice, _, _, _ = _twice_mass(magnitude, flat_scales[part].clamp_min(scale_bound))
+        torch.mul(twice, 0.5, out=out[part]).clamp_min_(likelihood_bound)
+    return out.reshape(y.shape).to(y.dtype)
+
+
+def _row_chunks(rows: int, row_len: int):
+    """Chunks of the flat ``[rows, row_len]`` layout that never straddle a row boundary:
+    ``(flat slice, first row, rows in chunk)`` for groups of whole short rows, or pieces of
+    one long row (``rows in chunk == 0`` marks a piece)."""
+    if row_len <= CHUNK_ELEMENTS:
+        step = max(1, CHUNK_ELEMENTS // max(row_len, 1))
+        for first in range(0, rows, step):
+            count = min(step, rows - first)
+            yield slice(first * row_len, (first + count) * row_len), first, count
+    else:
+        for row in range(rows):
+            for part in _chunks(row_len):
+                yield slice(row * row_len + part.start, row * row_len + part.stop), row, 0
+
+
+def gaussian_rate_ref(
+    y: torch.Tensor,
+    scales: torch.Tensor,
+    means: torch.Tensor | None = None,
+    scale_bound: float = 0.11,
+    likelihood_bound: float = 1e-9,
+    round_residual: bool = True,
+    per_batch: bool = False,
+    upcast: bool = True,
+) -> torch.Tensor:
+    """``sum(-log2(likelihood))``: a scalar, or ``[B]`` per sample when ``per_batch``.
+
+    Inputs of shape ``S`` (``S[0] = B``); the result is at least float32. Bits are summed
+    per chunk (no full-size temporary: on CPU a fresh large buffer costs more in page
+    faults than the arithmetic), then the chunk sums of a row in order: deterministic.
+    """
+    _check_bounds(scale_bound, likelihood_bound)
+    rows, row_len = _rows(y, per_batch)
+    dtype = _compute_dtype(y.dtype, upcast)
+    flat_y, flat_scales, flat_means = _flat(y, dtype), _flat(scales, dtype), _flat(means, dtype)
+    total = torch.zeros(rows, dtype=_sum_dtype(y.dtype), device=y.device)
+    pieces: dict[int, list[torch.Tensor]] = {}
+    for part, first, count in _row_chunks(rows, row_len):
+        magnitude = _magnitude(flat_y[part], flat_means[part] if flat_means is not None else None, round_residual)
+        twice, _, _, _ = _twice_mass(magnitude, flat_scales[part].clamp_min(scale_bound))
+        # -log2(max(mass, bound)) == 1 - log2(max(2 mass, 2 bound)): scaling by 2 is exact.
+        bits = twice.clamp_min_(2.0 * likelihood_bound).log2_().neg_().add_(1.0).to(total.dtype)
+        if count:
+            total[first : first + count] = bits.reshape(count, row_len).sum(dim=1)
+        else:
+            pieces.setdefault(first, []).append(bits.sum())
+    for row, sums in pieces.items():
+        total[row] = torch.stack(sums).sum()
+    return total if per_batch else total.reshape(())
+
+
+def _bound_never_blocks(grad_bits: torch.Tensor) -> bool:
+    # Asked once per call, and only on CPU (a GPU would have to synchronise): with positive
+    # upstream bits gradients, d(bits)/d(mass) < 0 everywhere, so CompressAI's rule never
+    # blocks it at the likelihood bound and the mask can be skipped.
+    return grad_bits.device.type == "cpu" and bool((grad_bits > 0).all())
+
+
+def _grads_chunk(
+    grad_residual: torch.Tensor,
+    grad_scale: torch.Tensor | None,
+    upstream: torch.Tensor,
+    y: torch.Tensor,
+    scales: torch.Tensor,
+    means: torch.Tensor | None,
+    scale_bound: float,
+    likelihood_bound: float,
+    round_residual: bool,
+    rate: bool,
+    mask_likelihood_bound: bool,
+) -> None:
+    """Writes the gradients w.r.t. the residual and the raw scale of one chunk.
+
+    ``upstream``: dL/d(likelihood) per element, or dL/d(bits) (``rate``; a 0-d tensor or
+    one value per element). Same rules as the kernels: CompressAI's LowerBound rule for
+    both bounds, the rate divided by the bounded likelihood.
+    """
+    residual = y - means if means is not None else y
+    magnitude = residual.abs()
+    if round_residual:
+        magnitude.sub_(0.5).ceil_()
+    # Capped so that u * phi(u) below is 0, not inf * 0, for infinite residuals.
+    magnitude.clamp_max_(_MAX_MAGNITUDE)
+    twice, x_lo, x_hi, k = _twice_mass(magnitude, scales.clamp_min(scale_bound))
+    if rate:
+        # d bits / d mass = -1 / (ln2 max(mass, bound)) = -2 / (ln2 max(2 mass, 2 bound)).
+        grad_mass = twice.clamp_min(2.0 * likelihood_bound).reciprocal_().mul_(upstream * (-2.0 / _LN2))
+    else:
+        grad_mass = upstream.clone()
+    if mask_likelihood_bound:
+        # LowerBound rule: below the bound only a negative gradient passes (NaN stays NaN).
+        grad_mass = torch.where(twice < 2.0 * likelihood_bound, grad_mass.clamp_max(0.0), grad_mass)
+    # With e = exp(-x^2) (= sqrt(2 pi) phi at u = -sqrt(2) x_lo and l = -sqrt(2) x_hi):
+    # d mass/d a = (phi(l) - phi(u))/s = -(e_lo - e_hi) k/sqrt(pi)
+    # d mass/d s = (l phi(l) - u phi(u))/s = (x_lo e_lo - x_hi e_hi) k sqrt(2/pi)
+    negative_factor = grad_mass.mul_(k).mul_(-_INV_SQRT_PI)
+    e_lo = x_lo.square().neg_().exp_()
+    e_hi = x_hi.square().neg_().exp_()
+    if grad_scale is not None:
+        unbounded = x_hi.mul_(e_hi).sub_(x_lo.mul_(e_lo)).mul_(negative_factor).mul_(math.sqrt(2.0))
+        torch.where(scales < scale_bound, unbounded.clamp_max(0.0), unbounded, out=grad_scale)
+    # e_lo >= e_hi since |x_lo| <= |x_hi|; copysign applies d|r|/dr = sign(r) (and the two
+    # are equal at r = 0, where the derivative is 0).
+    torch.mul(torch.copysign(e_lo.sub_(e_hi), residual), negative_factor, out=grad_residual)
+
+
+def _backward(
+    upstream_of, y, scales, means, scale_bound, likelihood_bound, round_residual, rate, needs, mask_likelihood_bound=True
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    _check_bounds(scale_bound, likelihood_bound)
+    dtype = _compute_dtype(y.dtype, True)
+    flat_y, flat_scales, flat_means = _flat(y, dtype), _flat(scales, dtype), _flat(means, dtype)
+    n = y.numel()
+    need_y, need_scales, need_means = needs[0], needs[1], needs[2] and means is not None
+    # Only the requested outputs are allocated (distinct tensors: op outputs must not alias),
+    # and the chunks are written straight into them.
+    grad_y, grad_scales, grad_means = (
+        torch.empty(n if need else 0, dtype=y.dtype, device=y.device) for need in (need_y, need_scales, need_means)
+    )
+    cast = dtype != y.dtype
+    if need_y or need_scales or need_means:
+        for part in _chunks(n):
+            chunk_residual = grad_y[part] if need_y and not cast else torch.empty(part.stop - part.start, dtype=dtype, device=y.device)
+            chunk_scale = None
+            if need_scales:
+                chunk_scale = grad_scales[part] if not cast else torch.empty_like(chunk_residual)
+            _grads_chunk(
+                chunk_residual,
+                chunk_scale,
+                upstream_of(part),
+                flat_y[part],
+                flat_scales[part],
+                flat_means[part] if flat_means is not None else None,
+                scale_bound,
+                likelihood_bound,
+                round_residual,
+                rate,
+                mask_likelihood_bound,
+            )
+            if need_y and cast:
+                grad_y[part] = chunk_residual
+            if need_scales and cast:
+                grad_scales[part] = chunk_scale
+            if need_means:
+                if cast:
+                    grad_means[part] = chunk_residual.neg()
+                else:
+                    torch.neg(chunk_residual, out=grad_means[part])
+    return tuple(
+        grad.reshape(y.shape) if need else grad for grad, need in zip((grad_y, grad_scales, grad_means), (need_y, need_scales, need_means))
+    )
+
+
+def gaussian_likelihood_backward_ref(
+    grad_p: torch.Tensor,
+    y: torch.Tensor,
+    scales: torch.Tensor,
+    means: torch.Tensor | None = None,
+    scale_bound: float = 0.11,
+    likelihood_bound: float = 1e-9,
+    round_residual: bool = True,
+    smooth: bool = False,
+    needs: tuple[bool, bool, bool] = (True, True, True),
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Gradients of :func:`gaussian_likelihood_ref` for the upstream ``grad_p`` (shape ``S``).
+
+    ``smooth=False`` ("ste"): derivative at the rounded residual, identity through the
+    rounding. ``smooth=True``: derivative of the continuous likelihood at the unrounded
+    residual. Returns ``(grad_y, grad_scales, grad_means)``; those not in ``needs`` (and
+    ``grad_means`` without means) are empty tensors.
+    """
+    flat_grad = grad_p.to(_compute_dtype(y.dtype, True)).reshape(-1)
+    return _backward(
+        lambda part: flat_grad[part],
+        y,
+        scales,
+        means,
+        scale_bound,
+        likelihood_bound,
+        round_residual and not smooth,
+        False,
+        needs,
+    )
+
+
+def gaussian_rate_backward_ref(
+    grad_bits: torch.Tensor,
+    y: torch.Tensor,
+    scales: torch.Tensor,
+    means: torch.Tensor | None = None,
+    scale_bound: float = 0.11,
+    likelihood_bound: float = 1e-9,
+    round_residual: bool = True,
+    smooth: bool = False,
+    per_batch: bool = False,
+    needs: tuple[bool, bool, bool] = (True, True, True),
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Gradients of :func:`gaussian_rate_ref` for ``grad_bits`` (a scalar, or ``[B]``).
+
+    ``smooth=True``: the derivative of the continuous rate ``-log2 p(r)`` at the unrounded
+    residual. Returns ``(grad_y, grad_scales, grad_means)`` as
+    :func:`gaussian_likelihood_backward_ref` does.
+    """
+    rows, row_len = _rows(y, per_batch)
+    per_row = grad_bits.to(_compute_dtype(y.dtype, True)).reshape(rows)
+    if per_batch:
+
+        def upstream_of(part: slice) -> torch.Tensor:
+            return per_row[torch.arange(part.start, part.stop, device=y.device) // max(row_len, 1)]
+    else:
+
+        def upstream_of(part: slice) -> torch.Tensor:
+            return per_row[0]
+
+    return _backward(
+        upstream_of,
+        y,
+        scales,
+        means,
+        scale_bound,
+        likelihood_bound,
+        round_residual and not smooth,
+        True,
+        needs,
+        mask_likelihood_bound=not _bound_never_blocks(grad_bits),
+    )
+
+
+# --------------------------------------------------------------------------------------
+# indexes
+# --------------------------------------------------------------------------------------
+def build_indexes_ref(scales: torch.Tensor, scale_table: torch.Tensor) -> torch.Tensor:
+    """CompressAI's ``build_indexes``: ``(T - 1) - #{i < T - 1 : scale <= table[i]}``.
+
+    For an ascending table, the smallest ``i`` with ``scale <= table[i]``, else ``T - 1``.
+    ``scales``: any shape ``S``; ``scale_table``: 1-D, the scales' dtype. Returns int32 ``S``.
+    """
+    indexes = torch.full(scales.shape, scale_table.numel() - 1, dtype=torch.int32, device=scales.device)
+    for bound in scale_table[:-1]:
+        indexes -= (scales <= bound).to(torch.int32)
+    return indexes
