@@ -6,8 +6,11 @@ Public pieces so far:
 - :class:`BitstreamError`: raised for a corrupt or mismatched bitstream.
 """
 
+from gwn_fast import container, functional
 from gwn_fast.coder import BitstreamError
+from gwn_fast.losses import GrayWynerLoss
+from gwn_fast.models import GrayWynerCodec
 
 __version__ = "0.1.0"
 
-__all__ = ["BitstreamError", "__version__"]
+__all__ = ["BitstreamError", "GrayWynerCodec", "GrayWynerLoss", "__version__", "container", "functional"]

@@ -60,6 +60,81 @@ def _coder_demo(args) -> int:
     return 0
 
 
+def _load_input(path: str):
+    """``[N, C, H, W]`` float tensor from .pt / .npy, or ``[1, 3, H, W]`` in [0, 1] from an image."""
+    import numpy as np
+    import torch
+
+    if path.endswith(".pt"):
+        x = torch.load(path, weights_only=True)
+    elif path.endswith(".npy"):
+        x = torch.from_numpy(np.load(path))
+    else:
+        from PIL import Image
+
+        x = torch.from_numpy(np.asarray(Image.open(path).convert("RGB"), dtype=np.float32) / 255.0)
+        x = x.permute(2, 0, 1)[None]
+    if not isinstance(x, torch.Tensor) or x.ndim not in (3, 4):
+        raise SystemExit(f"{path}: expected a [N, C, H, W] or [C, H, W] tensor")
+    return (x[None] if x.ndim == 3 else x).float()
+
+
+def _compress(args) -> int:
+    from gwn_fast import container
+    from gwn_fast.train import load_codec
+
+    codec = load_codec(args.checkpoint)
+    codec.update()
+    x1 = _load_input(args.input)
+    x2 = _load_input(args.input2) if args.input2 else None
+    t0 = time.perf_counter()
+    enc = codec.compress(x1, x2)
+    seconds = time.perf_counter() - t0
+    blob = container.pack(enc)
+    with open(args.output, "wb") as f:
+        f.write(blob)
+    r = container.rates(enc, per=x1.shape[0])
+    print(
+        f"{args.output}: {len(blob):,} bytes for {x1.shape[0]} sample(s) in {seconds:.3f} s; per sample "
+        f"R0 {r['r0']:.0f}, R1 {r['r1']:.0f}, R2 {r['r2']:.0f}, Rt {r['rate_transmit']:.0f}, Rr {r['rate_receive']:.0f} bits"
+    )
+    return 0
+
+
+def _decompress(args) -> int:
+    import torch
+
+    from gwn_fast import container
+    from gwn_fast.train import load_codec
+
+    codec = load_codec(args.checkpoint)
+    codec.update()
+    with open(args.input, "rb") as f:
+        enc = container.unpack(f.read())
+    t0 = time.perf_counter()
+    dec = codec.decompress(enc["strings"], enc["shape"], receivers=(args.receiver,))
+    z = dec["z_hat"][args.receiver]
+    torch.save(z, args.output)
+    print(f"{args.output}: receiver {args.receiver} prediction {tuple(z.shape)} in {time.perf_counter() - t0:.3f} s")
+    return 0
+
+
+def _split(args) -> int:
+    from pathlib import Path
+
+    from gwn_fast import container
+
+    data = Path(args.input).read_bytes()
+    out = Path(args.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    for receiver in (1, 2):
+        part = container.extract(data, receiver)
+        path = out / f"receiver{receiver}.gwn"
+        path.write_bytes(part)
+        print(f"{path}: {len(part):,} bytes (common + private{receiver})")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="gwn-fast", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -67,6 +142,25 @@ def main(argv: list[str] | None = None) -> int:
     demo.add_argument("--symbols", type=int, default=1_000_000, help="latent size (default 1e6)")
     demo.add_argument("--seed", type=int, default=0)
     demo.set_defaults(func=_coder_demo)
+
+    comp = sub.add_parser("compress", help="compress inputs to a container file with a trained checkpoint")
+    comp.add_argument("checkpoint")
+    comp.add_argument("input", help=".pt/.npy tensor [N, C, H, W] or an image file")
+    comp.add_argument("output", help="container file to write")
+    comp.add_argument("--input2", help="the second source (default: input feeds both encoders)")
+    comp.set_defaults(func=_compress)
+
+    dec = sub.add_parser("decompress", help="decode one receiver's prediction from a container")
+    dec.add_argument("checkpoint")
+    dec.add_argument("input", help="container (full, or what `split` wrote for this receiver)")
+    dec.add_argument("output", help=".pt file for the prediction")
+    dec.add_argument("--receiver", type=int, choices=(1, 2), required=True)
+    dec.set_defaults(func=_decompress)
+
+    split = sub.add_parser("split", help="write what each receiver needs (no decoding)")
+    split.add_argument("input")
+    split.add_argument("--out-dir", required=True)
+    split.set_defaults(func=_split)
     args = parser.parse_args(argv)
     if getattr(args, "symbols", 1) < 1:
         parser.error("--symbols must be >= 1")

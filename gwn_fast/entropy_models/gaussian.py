@@ -1,0 +1,141 @@
+"""Gaussian entropy coding of integer latents, with the CDF tables kept in buffers.
+
+:class:`GaussianCoder` is the part of an entropy model that turns integer latents plus
+predicted means/scales into bytes and back. The tables (zero-mean discretized Gaussians,
+one per entry of a scale table) are built by the coder's deterministic constructor at
+:meth:`GaussianCoder.update` and stored as int32 buffers, so they travel in the
+``state_dict`` and a decoder never rebuilds them from floats.
+
+Symbol mapping (a bijection for a fixed mean ``mu``): the encoder codes
+``k = floor(y - mu + 0.5)`` with the table of ``scale``; the decoder recovers
+``y = ceil(k + mu - 0.5)``. (Rounding half toward zero or to even would map two integers
+to one ``k`` when ``mu`` ends in .5.)
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+
+from gwn_fast import functional as F
+from gwn_fast.coder import CdfTables, Decoder, encode
+
+__all__ = ["GaussianCoder", "default_scale_table"]
+
+
+def default_scale_table(num: int = 64, low: float = 0.11, high: float = 256.0) -> torch.Tensor:
+    """Log-spaced scales (CompressAI's table for the defaults), float64 ``[num]``."""
+    return torch.exp(torch.linspace(np.log(low), np.log(high), num, dtype=torch.float64))
+
+
+class GaussianCoder(nn.Module):
+    """Scale-indexed Gaussian tables in buffers, plus encode/decode helpers.
+
+    Args:
+        scale_table: increasing positive scales (default: 64 log-spaced in [0.11, 256]).
+        precision: bits of the quantized CDFs (1..24).
+        tail_mass: probability mass left to the escape symbol.
+
+    Buffers: ``scale_table`` float64 ``[S]``; ``_quantized_cdf`` int32 ``[S, L]``;
+    ``_cdf_length`` and ``_offset`` int32 ``[S]`` (CompressAI's names and meaning; empty
+    until :meth:`update`). Loading a state dict resizes them.
+    """
+
+    def __init__(self, scale_table=None, precision: int = 16, tail_mass: float = 1e-9):
+        super().__init__()
+        table = default_scale_table() if scale_table is None else torch.as_tensor(scale_table, dtype=torch.float64)
+        if table.ndim != 1 or table.numel() == 0 or not bool((table > 0).all()) or not bool((table[1:] > table[:-1]).all()):
+            raise ValueError("scale_table must be a non-empty, strictly increasing 1-D list of positive scales")
+        self.precision = int(precision)
+        self.tail_mass = float(tail_mass)
+        self.register_buffer("scale_table", table.clone())
+        self.register_buffer("_quantized_cdf", torch.zeros(0, 0, dtype=torch.int32))
+        self.register_buffer("_cdf_length", torch.zeros(0, dtype=torch.int32))
+        self._offset: torch.Tensor
+        self.register_buffer("_offset", torch.zeros(0, dtype=torch.int32))
+        self._tables_cache: CdfTables | None = None
+
+    # -- tables ------------------------------------------------------------------------
+    @property
+    def ready(self) -> bool:
+        return self._quantized_cdf.numel() > 0
+
+    def update(self, force: bool = False) -> bool:
+        """Build the tables (deterministically) if missing or ``force``. Returns whether it did."""
+        if self.ready and not force:
+            return False
+        tables = CdfTables.from_gaussian(self.scale_table.cpu(), precision=self.precision, tail_mass=self.tail_mass)
+        device = self.scale_table.device
+        self._quantized_cdf = torch.from_numpy(tables.cdfs.copy()).to(device)
+        self._cdf_length = torch.from_numpy(tables.cdf_lengths.copy()).to(device)
+        self._offset = torch.from_numpy(tables.offsets.copy()).to(device)
+        self._tables_cache = tables
+        return True
+
+    def tables(self) -> CdfTables:
+        """The coder's view of the buffers (validated once, cached)."""
+        if not self.ready:
+            raise RuntimeError("the entropy model has no CDF tables yet: call codec.update() before compress()/decompress()")
+        if self._tables_cache is None:
+            self._tables_cache = CdfTables(
+                self._quantized_cdf.cpu(), self._cdf_length.cpu(), self._offset.cpu(), precision=self.precision
+            )
+        return self._tables_cache
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        # Tables loaded from a checkpoint may differ in size from the empty/default ones.
+        for name in ("scale_table", "_quantized_cdf", "_cdf_length", "_offset"):
+            key = prefix + name
+            if key in state_dict:
+                current = getattr(self, name)
+                setattr(self, name, torch.empty_like(current).resize_(state_dict[key].shape))
+        self._tables_cache = None
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
+    # -- symbols -----------------------------------------------------------------------
+    def indexes(self, scales: torch.Tensor) -> torch.Tensor:
+        """Table index per element: the table nearest in log-scale.
+
+        CompressAI takes the smallest ``i`` with ``scale <= scale_table[i]``, i.e. rounds
+        every scale *up* to the next entry (up to 13% wider with 64 entries), which costs
+        about 2-3% of the rate at low bit rates. Searching the geometric midpoints of the
+        table instead picks the nearest entry at no extra cost.
+        """
+        return F.build_indexes(scales, self._boundaries.to(scales.device, scales.dtype))
+
+    @property
+    def _boundaries(self) -> torch.Tensor:
+        t = self.scale_table
+        return torch.cat([torch.sqrt(t[:-1] * t[1:]), t[-1:]])
+
+    @staticmethod
+    def symbols(y: torch.Tensor, means: torch.Tensor) -> torch.Tensor:
+        """``k = floor(y - mu + 0.5)`` as int32 (``y`` integer-valued)."""
+        return torch.floor(y.double() - means.double() + 0.5).to(torch.int32)
+
+    @staticmethod
+    def values(k: torch.Tensor, means: torch.Tensor) -> torch.Tensor:
+        """Inverse of :meth:`symbols`: ``y = ceil(k + mu - 0.5)`` (float64)."""
+        return torch.ceil(k.double() + means.double() - 0.5)
+
+    def encode(self, y: torch.Tensor, means: torch.Tensor, scales: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+        """Symbols and indexes (flattened int32 numpy) to append to a stream."""
+        k = self.symbols(y, means)
+        idx = self.indexes(scales)
+        return k.reshape(-1).cpu().numpy(), idx.reshape(-1).to(torch.int32).cpu().numpy()
+
+    def encode_stream(self, parts: list[tuple[np.ndarray, np.ndarray]], threads: int | None = 1) -> bytes:
+        """One stream from several ``(symbols, indexes)`` parts, in decode order."""
+        sym = np.concatenate([p[0] for p in parts]) if parts else np.zeros(0, np.int32)
+        idx = np.concatenate([p[1] for p in parts]) if parts else np.zeros(0, np.int32)
+        return encode(sym, idx, self.tables(), threads=threads)
+
+    def decoder(self, data: bytes) -> Decoder:
+        return Decoder(data, self.tables())
+
+    def decode_part(self, decoder: Decoder, means: torch.Tensor, scales: torch.Tensor) -> torch.Tensor:
+        """Decode the next ``means.numel()`` values; returns float64 shaped like ``means``."""
+        idx = self.indexes(scales).to(torch.int32).cpu().numpy()
+        k = torch.from_numpy(decoder.decode(idx)).to(means.device)
+        return self.values(k, means)

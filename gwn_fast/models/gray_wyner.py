@@ -1,0 +1,408 @@
+"""``GrayWynerCodec``: the trainable three-channel codec with real, per-receiver bitstreams."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as nnf
+from compressai.models import CompressionModel
+from torch import nn
+
+from gwn_fast import functional as F
+from gwn_fast.entropy_models import GaussianCoder
+from gwn_fast.ops.reference import quantize_ref
+from gwn_fast.models.entropy_parameters import CONTEXTS, LatentEntropyParameters, checkerboard_anchor_mask
+from gwn_fast.models.transforms import image_analysis, image_synthesis, light_analysis, light_synthesis
+
+__all__ = ["ARCHITECTURES", "STREAMS", "GrayWynerCodec", "quantize_ste"]
+
+ARCHITECTURES = ("shared", "separated", "combined", "independent", "joint")
+TRANSFORMS = ("image", "light")
+STREAMS = {"y0": "common", "y1": "private1", "y2": "private2"}
+RATE_GRADS = ("ste", "smooth", "noise")
+
+
+def quantize_ste(x: torch.Tensor) -> torch.Tensor:
+    """Round half toward zero (``sign(x) * ceil(|x| - 0.5)``), straight-through gradient."""
+    return x + (quantize_ref(x) - x).detach()
+
+
+class GrayWynerCodec(CompressionModel):
+    """A learnable Gray-Wyner network: one encoder, a common and two private bitstreams.
+
+    Receiver ``i`` reads the common channel Y0 and its private channel Yi and predicts
+    task ``i``'s target with ``g_i(cat(Y0, Yi))``.
+
+    Args:
+        in_channels: channels of each source ``x1``, ``x2``.
+        out_channels: ``(c1, c2)``, channels of the two task outputs.
+        latent_channels: ``C``, channels of each analysis output (shared architecture).
+        common_channels: ``Cb`` (default ``C // 2``): candidate-common channels; the
+            private latents have ``C - Cb``.
+        architecture: ``"shared"`` (the paper's best: f1, f2 each see both sources; match
+            and merge of their candidate-common halves with an alignment loss),
+            ``"separated"`` (private-1, private-2 and common encoders), ``"combined"`` (one
+            encoder split in three), or the baselines ``"independent"`` (two codecs, no
+            common channel; encoder i sees only ``x_i``) and ``"joint"`` (one latent read
+            by both decoders, sent as the common channel).
+        context: ``"checkerboard"`` (default: two parallel decoding passes),
+            ``"autoregressive"`` (5x5 mask-A context, serial decode) or ``"none"``.
+        transform: ``"image"`` (the paper's 16x stack) or ``"light"`` (``depth`` stride-2
+            3x3 convolutions of ``hidden_channels``).
+        analysis, synthesis: optional user modules replacing the built-in transforms:
+            ``analysis`` a sequence with one module per encoder of the architecture
+            (shared/independent: 2, separated: 3 ``(p1, p2, common)``, combined/joint: 1),
+            mapping ``[N, 2*in_channels, H, W]`` (independent: ``[N, in_channels, H, W]``)
+            to the latent; ``synthesis`` ``(g1, g2)`` mapping ``[N, C, h, w]`` to task
+            outputs (any shape: classification heads welcome). With user analysis modules
+            pass ``stride`` (the total downsampling) too.
+        rate_grad: how the rate's gradient reaches the latents in training: ``"ste"`` (the
+            paper), ``"smooth"`` or ``"noise"`` (see :func:`gwn_fast.functional.gaussian_likelihood`).
+        scale_table, precision: the Gaussian tables used for coding.
+
+    Shapes: ``x1``, ``x2``: ``[N, in_channels, H, W]``, any ``H, W`` (padded internally
+    to the stride, outputs cropped back).
+    """
+
+    def __init__(
+        self,
+        in_channels: int = 3,
+        out_channels: Sequence[int] = (3, 3),
+        latent_channels: int = 192,
+        common_channels: int | None = None,
+        architecture: str = "shared",
+        context: str = "checkerboard",
+        transform: str = "image",
+        hidden_channels: int = 32,
+        depth: int = 3,
+        analysis: Sequence[nn.Module] | None = None,
+        synthesis: Sequence[nn.Module] | None = None,
+        stride: int | None = None,
+        rate_grad: str = "ste",
+        scale_table=None,
+        precision: int = 16,
+    ):
+        super().__init__()
+        if architecture not in ARCHITECTURES:
+            raise ValueError(f"architecture must be one of {ARCHITECTURES}, got {architecture!r}")
+        if context not in CONTEXTS:
+            raise ValueError(f"context must be one of {CONTEXTS}, got {context!r}")
+        if transform not in TRANSFORMS:
+            raise ValueError(f"transform must be one of {TRANSFORMS}, got {transform!r}")
+        if rate_grad not in RATE_GRADS:
+            raise ValueError(f"rate_grad must be one of {RATE_GRADS}, got {rate_grad!r}")
+        if len(tuple(out_channels)) != 2:
+            raise ValueError(f"out_channels must be a pair (c1, c2), got {out_channels!r}")
+        C = int(latent_channels)
+        Cb = C // 2 if common_channels is None else int(common_channels)
+        if not 0 < Cb < C and architecture not in ("independent", "joint"):
+            raise ValueError(f"common_channels must be in (0, latent_channels={C}), got {Cb}")
+        Cp = C - Cb
+        # Enough to rebuild the model from a checkpoint (user modules excepted).
+        self.config = {
+            "in_channels": int(in_channels),
+            "out_channels": [int(c) for c in out_channels],
+            "latent_channels": C,
+            "common_channels": Cb,
+            "architecture": architecture,
+            "context": context,
+            "transform": transform,
+            "hidden_channels": int(hidden_channels),
+            "depth": int(depth),
+            "rate_grad": rate_grad,
+            "precision": int(precision),
+            "custom_modules": analysis is not None or synthesis is not None,
+        }
+        self.in_channels, self.out_channels = int(in_channels), tuple(int(c) for c in out_channels)
+        self.latent_channels, self.common_channels = C, Cb
+        self.architecture, self.context, self.rate_grad = architecture, context, rate_grad
+
+        if architecture in ("shared", "separated", "combined"):
+            self.latent_sizes = {"y0": Cb, "y1": Cp, "y2": Cp}
+        elif architecture == "independent":
+            self.latent_sizes = {"y1": C, "y2": C}
+        else:
+            self.latent_sizes = {"y0": C}
+
+        enc_in = self.in_channels if architecture == "independent" else 2 * self.in_channels
+        encoder_outputs = {
+            "shared": [C, C],
+            "separated": [Cp, Cp, Cb],
+            "combined": [Cb + 2 * Cp],
+            "independent": [C, C],
+            "joint": [C],
+        }[architecture]
+        if transform == "image":
+            self.stride = 16
+            make_analysis = lambda o: image_analysis(enc_in, o)  # noqa: E731
+            make_synthesis = lambda o: image_synthesis(C, o)  # noqa: E731
+        else:
+            self.stride = 2**depth
+            make_analysis = lambda o: light_analysis(enc_in, o, hidden_channels, depth)  # noqa: E731
+            make_synthesis = lambda o: light_synthesis(C, o, hidden_channels, depth)  # noqa: E731
+        if analysis is not None:
+            analysis = list(analysis)
+            if len(analysis) != len(encoder_outputs):
+                raise ValueError(
+                    f"architecture {architecture!r} needs {len(encoder_outputs)} analysis modules, got {len(analysis)}"
+                )
+            if stride is None:
+                raise ValueError("pass stride= (the analysis transforms' total downsampling) with user analysis modules")
+        self.analysis = nn.ModuleList(analysis or [make_analysis(o) for o in encoder_outputs])
+        if stride is not None:
+            if int(stride) < 1:
+                raise ValueError(f"stride must be >= 1, got {stride}")
+            self.stride = int(stride)
+        if synthesis is not None:
+            synthesis = list(synthesis)
+            if len(synthesis) != 2:
+                raise ValueError(f"synthesis must be a pair (g1, g2), got {len(synthesis)} modules")
+        self.synthesis = nn.ModuleList(synthesis or [make_synthesis(o) for o in self.out_channels])
+
+        conditional = "y0" in self.latent_sizes
+        self.entropy_parameters = nn.ModuleDict(
+            {
+                name: LatentEntropyParameters(
+                    size, cond_channels=Cb if (conditional and name != "y0") else 0, context=context
+                )
+                for name, size in self.latent_sizes.items()
+            }
+        )
+        self.gaussian = GaussianCoder(scale_table, precision=precision)
+
+    @classmethod
+    def from_config(cls, config: dict) -> "GrayWynerCodec":
+        """Rebuild an (untrained) codec from ``codec.config``; load its state dict next."""
+        config = dict(config)
+        if config.pop("custom_modules", False):
+            raise ValueError("this codec was built with user analysis/synthesis modules: rebuild it yourself")
+        return cls(**config)
+
+    # ---------------------------------------------------------------------------------
+    # input handling
+    # ---------------------------------------------------------------------------------
+    def _prepare(self, x1, x2):
+        if not isinstance(x1, torch.Tensor) or x1.ndim != 4 or x1.shape[1] != self.in_channels:
+            got = tuple(x1.shape) if isinstance(x1, torch.Tensor) else type(x1).__name__
+            raise ValueError(f"x1 must be a tensor [N, {self.in_channels}, H, W], got {got}")
+        if not x1.is_floating_point():
+            raise ValueError(f"x1 must be floating point, got {x1.dtype}")
+        if x2 is None:
+            x2 = x1
+        elif not isinstance(x2, torch.Tensor) or x2.shape != x1.shape:
+            got = tuple(x2.shape) if isinstance(x2, torch.Tensor) else type(x2).__name__
+            raise ValueError(f"x2 must have x1's shape {tuple(x1.shape)}, got {got}: crop or pad x2 to x1's size")
+        elif x2.device != x1.device or x2.dtype != x1.dtype:
+            raise ValueError(f"x2 must be on x1's device/dtype ({x1.device}, {x1.dtype}), got ({x2.device}, {x2.dtype})")
+        H, W = x1.shape[2], x1.shape[3]
+        if H == 0 or W == 0 or x1.shape[0] == 0:
+            raise ValueError(f"x1 must be non-empty, got shape {tuple(x1.shape)}")
+        pad_h, pad_w = (-H) % self.stride, (-W) % self.stride
+        if pad_h or pad_w:
+            x1 = nnf.pad(x1, (0, pad_w, 0, pad_h))
+            x2 = nnf.pad(x2, (0, pad_w, 0, pad_h))
+        return x1, x2, (H, W)
+
+    def _analyze(self, x1, x2):
+        """Quantized latents (integer-valued, straight-through) and the alignment loss."""
+        arch, a = self.architecture, self.analysis
+        both = torch.cat([x1, x2], 1) if arch != "independent" else None
+        Cb = self.common_channels
+        align = x1.new_zeros(())
+        if arch == "shared":
+            h1, h2 = a[0](both), a[1](both)
+            y0, align = F.match_merge(h1[:, :Cb], h2[:, :Cb], quantize=True)
+            latents = {"y0": y0, "y1": quantize_ste(h1[:, Cb:]), "y2": quantize_ste(h2[:, Cb:])}
+        elif arch == "separated":
+            latents = {"y0": quantize_ste(a[2](both)), "y1": quantize_ste(a[0](both)), "y2": quantize_ste(a[1](both))}
+        elif arch == "combined":
+            Cp = self.latent_sizes["y1"]
+            h = quantize_ste(a[0](both))
+            latents = {"y1": h[:, :Cp], "y2": h[:, Cp : 2 * Cp], "y0": h[:, 2 * Cp :]}
+        elif arch == "independent":
+            latents = {"y1": quantize_ste(a[0](x1)), "y2": quantize_ste(a[1](x2))}
+        else:
+            latents = {"y0": quantize_ste(a[0](both))}
+        return latents, align
+
+    def _synthesize(self, latents, size, receivers=(1, 2)):
+        H, W = size
+        out = {}
+        for i in receivers:
+            own = latents.get(f"y{i}")
+            parts = [t for t in (latents.get("y0"), own) if t is not None]
+            z = self.synthesis[i - 1](torch.cat(parts, 1))
+            if z.ndim == 4 and z.shape[2] >= H and z.shape[3] >= W and z.shape[2] % self.stride == 0:
+                z = z[:, :, :H, :W]
+            out[i] = z
+        return out
+
+    # ---------------------------------------------------------------------------------
+    # training / rate estimate
+    # ---------------------------------------------------------------------------------
+    def forward(self, x1: torch.Tensor, x2: torch.Tensor | None = None) -> dict:
+        """Returns ``{"z_hat": {1: z1, 2: z2}, "likelihoods": {"y0", "y1", "y2"},
+        "align_loss": scalar, "latents": {...}, "num_pixels": N*H*W}``; channels an
+        architecture lacks are absent from ``likelihoods``."""
+        x1p, x2p, size = self._prepare(x1, x2)
+        latents, align = self._analyze(x1p, x2p)
+        rate_grad = self.rate_grad if self.training else "ste"
+        likelihoods = {}
+        for name, y in latents.items():
+            cond = latents["y0"] if self.entropy_parameters[name].cond is not None else None
+            scales, means = self.entropy_parameters[name](y, cond)
+            likelihoods[name] = F.gaussian_likelihood(y, scales, means, rate_grad=rate_grad)
+        return {
+            "z_hat": self._synthesize(latents, size),
+            "likelihoods": likelihoods,
+            "align_loss": align,
+            "latents": latents,
+            "num_pixels": x1.shape[0] * size[0] * size[1],
+        }
+
+    # ---------------------------------------------------------------------------------
+    # tables
+    # ---------------------------------------------------------------------------------
+    def update(self, scale_table=None, force: bool = False, update_quantiles: bool = False) -> bool:
+        """Build the CDF tables (CompressAI semantics). Returns True if anything was built."""
+        updated = super().update(force=force, update_quantiles=update_quantiles) if any(
+            True for _ in self._compressai_entropy_modules()
+        ) else False
+        if scale_table is not None:
+            table = torch.as_tensor(scale_table, dtype=torch.float64)
+            if not torch.equal(table, self.gaussian.scale_table.cpu()):
+                self.gaussian.scale_table = table.to(self.gaussian.scale_table.device)
+                force = True
+        return self.gaussian.update(force=force) or updated
+
+    def _compressai_entropy_modules(self):
+        from compressai.entropy_models import EntropyModel
+
+        return (m for m in self.modules() if isinstance(m, EntropyModel))
+
+    def aux_loss(self) -> torch.Tensor:
+        """CompressAI's auxiliary loss; zero here (no EntropyBottleneck: Y0's first pass
+        uses a learned per-channel Gaussian), returned as a tensor so ``.backward()`` works."""
+        loss = super().aux_loss()
+        if isinstance(loss, torch.Tensor):
+            return loss
+        return next(self.parameters()).new_zeros(())
+
+    # ---------------------------------------------------------------------------------
+    # real bitstreams
+    # ---------------------------------------------------------------------------------
+    def _coding_parameters(self) -> nn.ModuleDict:
+        # Entropy parameters are computed in float64 on the CPU on both sides, from the
+        # integer latents only, one sample at a time: the encoder runs exactly the
+        # decoder's path, so means/scales/indexes agree whatever the batch or threads.
+        return copy.deepcopy(self.entropy_parameters).to("cpu", torch.float64).eval()
+
+    def _latent_shape(self, size):
+        H, W = size
+        return -(-H // self.stride), -(-W // self.stride)
+
+    def _encode_latent(self, ep, y, cond) -> bytes:
+        """``y``: float64 ``[1, C, h, w]``; ``cond``: Y0 or None."""
+        g = self.gaussian
+        cond_feat = ep.cond_features(cond)
+        if ep.context == "checkerboard":
+            anchor = checkerboard_anchor_mask(y.shape[2], y.shape[3], dtype=y.dtype)
+            a = anchor[0, 0].bool()
+            s1, m1 = ep.head_params(cond_feat, None, y)
+            ctx = ep.context_features(y * anchor) * (1 - anchor)
+            s2, m2 = ep.head_params(cond_feat, ctx, y)
+            parts = [g.encode(y[:, :, a], m1[:, :, a], s1[:, :, a]), g.encode(y[:, :, ~a], m2[:, :, ~a], s2[:, :, ~a])]
+        elif ep.context == "autoregressive":
+            s, m = ep.head_params(cond_feat, ep.context_features(y), y)
+            order = lambda t: t.permute(0, 2, 3, 1)  # noqa: E731  position-major, as decoded
+            parts = [g.encode(order(y), order(m), order(s))]
+        else:
+            s, m = ep.head_params(cond_feat, None, y)
+            parts = [g.encode(y, m, s)]
+        return g.encode_stream(parts)
+
+    def _decode_latent(self, ep, data: bytes, channels: int, shape, cond) -> torch.Tensor:
+        g = self.gaussian
+        h, w = shape
+        y = torch.zeros(1, channels, h, w, dtype=torch.float64)
+        dec = g.decoder(data)
+        cond_feat = ep.cond_features(cond)
+        if ep.context == "checkerboard":
+            anchor = checkerboard_anchor_mask(h, w, dtype=y.dtype)
+            a = anchor[0, 0].bool()
+            s1, m1 = ep.head_params(cond_feat, None, y)
+            y[:, :, a] = g.decode_part(dec, m1[:, :, a], s1[:, :, a])
+            ctx = ep.context_features(y * anchor) * (1 - anchor)
+            s2, m2 = ep.head_params(cond_feat, ctx, y)
+            y[:, :, ~a] = g.decode_part(dec, m2[:, :, ~a], s2[:, :, ~a])
+        elif ep.context == "autoregressive":
+            for i in range(h):
+                for j in range(w):
+                    s, m = ep.head_params(cond_feat, ep.context_features(y), y)
+                    y[0, :, i, j] = g.decode_part(dec, m[0, :, i, j], s[0, :, i, j])
+        else:
+            s, m = ep.head_params(cond_feat, None, y)
+            y[:] = g.decode_part(dec, m, s)
+        dec.finish()
+        return y
+
+    @torch.no_grad()
+    def compress(self, x1: torch.Tensor, x2: torch.Tensor | None = None) -> dict:
+        """Encode to real bitstreams, one ``bytes`` per sample and channel.
+
+        Returns ``{"strings": {"common": [...], "private1": [...], "private2": [...]},
+        "shape": {...}}`` (channels the architecture lacks are absent).
+        """
+        self.gaussian.tables()  # raises with the fix if update() was not called
+        x1p, x2p, size = self._prepare(x1, x2)
+        latents, _ = self._analyze(x1p, x2p)
+        params = self._coding_parameters()
+        strings = {STREAMS[name]: [] for name in latents}
+        for b in range(x1.shape[0]):
+            sample = {name: y[b : b + 1].to("cpu", torch.float64) for name, y in latents.items()}
+            for name, y in sample.items():
+                ep = params[name]
+                cond = sample.get("y0") if ep.cond is not None else None
+                strings[STREAMS[name]].append(self._encode_latent(ep, y, cond))
+        shape = {"input": tuple(size), "latent": tuple(latents[next(iter(latents))].shape[2:])}
+        return {"strings": strings, "shape": shape}
+
+    @torch.no_grad()
+    def decompress(self, strings: dict, shape: dict, receivers: Sequence[int] = (1, 2)) -> dict:
+        """Decode what receivers need: the common channel plus each one's private channel.
+
+        ``decompress(strings, shape, receivers=(1,))`` works without ``"private2"``.
+        Returns ``{"z_hat": {i: prediction}, "latents": {...}}`` (float32, on the model's device).
+        """
+        self.gaussian.tables()
+        receivers = tuple(receivers)
+        if not receivers or any(r not in (1, 2) for r in receivers) or len(set(receivers)) != len(receivers):
+            raise ValueError(f"receivers must be a non-empty subset of (1, 2), got {receivers!r}")
+        if not isinstance(shape, dict) or "input" not in shape or "latent" not in shape:
+            raise ValueError("shape must be the 'shape' dict returned by compress()")
+        needed = [n for n in ("y0", *(f"y{r}" for r in receivers)) if n in self.latent_sizes]
+        for name in needed:
+            if STREAMS[name] not in strings:
+                hint = f"; pass receivers=({3 - int(name[1])},) to decode the other receiver only" if name != "y0" else ""
+                raise ValueError(f"strings lacks {STREAMS[name]!r}, needed by receivers {receivers}{hint}")
+        counts = {len(strings[STREAMS[n]]) for n in needed}
+        if len(counts) != 1:
+            raise ValueError(f"strings hold different numbers of samples per channel: {sorted(counts)}")
+        params = self._coding_parameters()
+        device = next(self.parameters()).device
+        latent_shape = tuple(shape["latent"])
+        decoded = {n: [] for n in needed}
+        for b in range(counts.pop()):
+            y0 = None
+            for name in needed:
+                ep = params[name]
+                cond = y0 if ep.cond is not None else None
+                y = self._decode_latent(ep, strings[STREAMS[name]][b], self.latent_sizes[name], latent_shape, cond)
+                if name == "y0":
+                    y0 = y
+                decoded[name].append(y)
+        latents = {n: torch.cat(v).to(device, torch.float32) for n, v in decoded.items()}
+        return {"z_hat": self._synthesize(latents, tuple(shape["input"]), receivers), "latents": latents}
+

@@ -1,0 +1,218 @@
+"""GrayWynerCodec: exact real bitstreams for every architecture and context."""
+
+import io
+
+import pytest
+import torch
+
+from gwn_fast import BitstreamError, GrayWynerCodec, GrayWynerLoss, container
+from gwn_fast.coder import fixed_overhead
+from gwn_fast.models import ARCHITECTURES, CONTEXTS
+
+
+def small_codec(architecture="shared", context="checkerboard", seed=0, **kw):
+    torch.manual_seed(seed)
+    kw.setdefault("latent_channels", 8)
+    codec = GrayWynerCodec(
+        3, (3, 2), architecture=architecture, context=context, transform="light", depth=2, hidden_channels=8, **kw
+    )
+    codec.update()
+    return codec.eval()
+
+
+def images(n, h, w, seed=1):
+    g = torch.Generator().manual_seed(seed)
+    return torch.rand(n, 3, h, w, generator=g) * 6
+
+
+@pytest.mark.parametrize("architecture", ARCHITECTURES)
+@pytest.mark.parametrize("context", CONTEXTS)
+def test_decompress_recovers_forward_latents_and_predictions(architecture, context):
+    codec = small_codec(architecture, context)
+    x1, x2 = images(3, 13, 10), images(3, 13, 10, seed=2)
+    out = codec(x1, x2)
+    enc = codec.compress(x1, x2)
+    assert set(enc["strings"]) == {{"y0": "common", "y1": "private1", "y2": "private2"}[k] for k in out["likelihoods"]}
+    dec = codec.decompress(enc["strings"], enc["shape"])
+    for name, y in dec["latents"].items():
+        assert torch.equal(y, out["latents"][name]), name
+    for i in (1, 2):
+        assert dec["z_hat"][i].shape == out["z_hat"][i].shape == (3, (3, 2)[i - 1], 13, 10)
+        torch.testing.assert_close(dec["z_hat"][i], out["z_hat"][i], rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("batch", [1, 2, 3])
+@pytest.mark.parametrize("size", [(16, 16), (9, 7), (1, 1)])
+def test_batch_sizes_and_odd_sizes(batch, size):
+    codec = small_codec()
+    x = images(batch, *size)
+    out = codec(x)
+    dec = codec.decompress(**_sd(codec.compress(x)))
+    for name, y in dec["latents"].items():
+        assert torch.equal(y, out["latents"][name])
+    torch.testing.assert_close(dec["z_hat"][1], out["z_hat"][1], rtol=1e-5, atol=1e-5)
+
+
+def _sd(enc):
+    return {"strings": enc["strings"], "shape": enc["shape"]}
+
+
+def test_sample_from_a_batch_decodes_alone_and_with_other_threads():
+    codec = small_codec()
+    x = images(3, 16, 12)
+    enc = codec.compress(x)
+    together = codec.decompress(enc["strings"], enc["shape"])
+    alone = codec.decompress({k: v[1:2] for k, v in enc["strings"].items()}, enc["shape"])
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        single = codec.decompress({k: v[1:2] for k, v in enc["strings"].items()}, enc["shape"])
+    finally:
+        torch.set_num_threads(threads)
+    for name in together["latents"]:
+        assert torch.equal(alone["latents"][name][0], together["latents"][name][1])
+        assert torch.equal(single["latents"][name][0], together["latents"][name][1])
+    # compressing the sample alone gives the same streams
+    solo = codec.compress(x[1:2])
+    assert {k: v[0] for k, v in solo["strings"].items()} == {k: v[1] for k, v in enc["strings"].items()}
+
+
+def test_receiver_decodes_without_the_other_private_stream():
+    codec = small_codec()
+    x = images(2, 16, 16)
+    out = codec(x)
+    enc = codec.compress(x)
+    only1 = {k: v for k, v in enc["strings"].items() if k != "private2"}
+    dec = codec.decompress(only1, enc["shape"], receivers=(1,))
+    assert set(dec["z_hat"]) == {1}
+    torch.testing.assert_close(dec["z_hat"][1], out["z_hat"][1], rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match=r"lacks 'private2'.*receivers=\(1,\)"):
+        codec.decompress(only1, enc["shape"], receivers=(1, 2))
+
+
+def test_other_entropy_model_raises_bitstream_error():
+    codec = small_codec()
+    x = images(1, 16, 16)
+    enc = codec.compress(x)
+    other = small_codec(seed=5)  # other weights -> other means/scales/indexes
+    with pytest.raises(BitstreamError):
+        other.decompress(enc["strings"], enc["shape"])
+
+
+def test_errors_name_the_fix():
+    torch.manual_seed(0)
+    codec = GrayWynerCodec(3, (3, 3), latent_channels=8, transform="light", depth=2, hidden_channels=8)
+    x = images(1, 16, 16)
+    with pytest.raises(RuntimeError, match=r"update\(\)"):
+        codec.compress(x)
+    codec.update()
+    with pytest.raises(ValueError, match=r"x1 must be a tensor \[N, 3, H, W\]"):
+        codec(torch.rand(3, 16, 16))
+    with pytest.raises(ValueError, match=r"x2 must have x1's shape"):
+        codec(x, images(1, 16, 15))
+    with pytest.raises(ValueError, match="receivers"):
+        codec.decompress(codec.compress(x)["strings"], codec.compress(x)["shape"], receivers=(3,))
+    with pytest.raises(ValueError, match="architecture must be one of"):
+        GrayWynerCodec(architecture="triple")
+    with pytest.raises(ValueError, match="context must be one of"):
+        GrayWynerCodec(context="raster")
+
+
+def test_state_dict_round_trip_decodes_old_streams():
+    codec = small_codec()
+    x = images(2, 16, 16)
+    enc = codec.compress(x)
+    buf = io.BytesIO()
+    torch.save(codec.state_dict(), buf)
+    fresh = GrayWynerCodec.from_config(codec.config)
+    assert fresh.gaussian._quantized_cdf.numel() == 0
+    buf.seek(0)
+    fresh.load_state_dict(torch.load(buf))
+    fresh.eval()
+    a = codec.decompress(enc["strings"], enc["shape"])
+    b = fresh.decompress(enc["strings"], enc["shape"])
+    for i in (1, 2):
+        assert torch.equal(a["z_hat"][i], b["z_hat"][i])
+
+
+def test_payload_matches_likelihood_estimate_after_training():
+    codec = small_codec(latent_channels=12)
+    codec.train()
+    opt = torch.optim.Adam(codec.parameters(), lr=5e-3)
+    loss_fn = GrayWynerLoss(beta=1.5, lmbda=(300.0, 300.0))
+    g = torch.Generator().manual_seed(3)
+    for _ in range(60):
+        x = torch.rand(8, 3, 16, 16, generator=g)
+        terms = loss_fn(codec(x), (x, x[:, :2]))
+        opt.zero_grad()
+        terms["loss"].backward()
+        opt.step()
+    codec.eval()
+    x = torch.rand(64, 3, 16, 16, generator=g)
+    out = codec(x)
+    enc = codec.compress(x)
+    for name, channel in (("y0", "common"), ("y1", "private1"), ("y2", "private2")):
+        estimate = (-torch.log2(out["likelihoods"][name])).sum().item()
+        streams = enc["strings"][channel]
+        overhead = 8 * sum(fixed_overhead(s) for s in streams)
+        payload = 8 * sum(len(s) for s in streams) - overhead
+        assert estimate > 1000, "not a trivial latent"
+        assert abs(payload - estimate) <= 0.01 * estimate, (name, payload, estimate)
+        assert overhead <= 8 * 12 * len(streams)  # header + initial state/checksum + flush
+
+
+def test_rates_helper_and_container():
+    codec = small_codec()
+    x = images(3, 16, 16)
+    enc = codec.compress(x)
+    r = container.rates(enc)
+    bits = {c: 8 * sum(map(len, enc["strings"][c])) for c in enc["strings"]}
+    assert r["rate_transmit"] == bits["common"] + bits["private1"] + bits["private2"]
+    assert r["rate_receive"] == 2 * bits["common"] + bits["private1"] + bits["private2"]
+    blob = container.pack(enc)
+    assert container.unpack(blob) == {"strings": enc["strings"], "shape": enc["shape"]}
+    for receiver in (1, 2):
+        part = container.unpack(container.extract(blob, receiver))
+        assert set(part["strings"]) == {"common", f"private{receiver}"}
+        dec = codec.decompress(part["strings"], part["shape"], receivers=(receiver,))
+        full = codec.decompress(enc["strings"], enc["shape"], receivers=(receiver,))
+        assert torch.equal(dec["z_hat"][receiver], full["z_hat"][receiver])
+    with pytest.raises(BitstreamError):
+        container.unpack(blob[:-1])
+    with pytest.raises(BitstreamError):
+        container.unpack(b"XXXX" + blob[4:])
+
+
+def test_loss_terms():
+    codec = small_codec()
+    x = images(2, 16, 16)
+    out = codec(x)
+    terms = GrayWynerLoss(beta=2.0, lmbda=(3.0, 5.0), align_weight=0.5)(out, (x, x[:, :2]))
+    pixels = 2 * 16 * 16
+    r0 = (-torch.log2(out["likelihoods"]["y0"])).sum() / pixels
+    torch.testing.assert_close(terms["r0"], r0)
+    torch.testing.assert_close(terms["rate_receive"], 2 * terms["r0"] + terms["r1"] + terms["r2"])
+    expected = 2 * terms["r0"] + terms["r1"] + terms["r2"] + 3 * terms["d1"] + 5 * terms["d2"] + 0.5 * terms["align"]
+    torch.testing.assert_close(terms["loss"], expected)
+    with pytest.raises(ValueError, match="distortion"):
+        GrayWynerLoss(distortion=("mse", "l7"))
+
+
+def test_compressai_contract():
+    codec = small_codec()
+    assert isinstance(codec.aux_loss(), torch.Tensor)
+    assert codec.update() is False and codec.update(force=True) is True
+    net = {n for n, p in codec.named_parameters() if not n.endswith(".quantiles")}
+    assert net == {n for n, _ in codec.named_parameters()}
+
+
+@pytest.mark.slow
+def test_torch_compile_forward_matches_eager():
+    codec = small_codec()
+    x = images(2, 16, 16)
+    eager = codec(x)
+    compiled = torch.compile(codec)(x)
+    for i in (1, 2):
+        torch.testing.assert_close(compiled["z_hat"][i], eager["z_hat"][i], rtol=1e-4, atol=1e-4)
+    for k in eager["likelihoods"]:
+        torch.testing.assert_close(compiled["likelihoods"][k], eager["likelihoods"][k], rtol=1e-4, atol=1e-6)
