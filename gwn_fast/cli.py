@@ -135,6 +135,134 @@ def _split(args) -> int:
     return 0
 
 
+def _print_table(rows: list[dict], unit: str) -> None:
+    keys = [("beta", "beta", "{:>5g}"), ("architecture", "arch", "{:>11s}"), ("r0", "R0", "{:8.2f}"), ("r1", "R1", "{:8.2f}"),
+            ("r2", "R2", "{:8.2f}"), ("rate_transmit", "Rt", "{:8.2f}"), ("rate_receive", "Rr", "{:8.2f}"),
+            ("est_r0", "R0 est", "{:8.2f}")]
+    quality = [k for k in ("acc1", "acc2", "psnr1", "psnr2") if k in rows[0]]
+    print(f"rates in {unit} from real bitstreams (est = likelihood estimate)")
+    print(" ".join(f"{label:>{8 if k not in ('beta', 'architecture') else (5 if k == 'beta' else 11)}s}" for k, label, _ in keys)
+          + "".join(f" {q:>7s}" for q in quality))
+    for r in rows:
+        print(" ".join(fmt.format(r[k]) for k, _, fmt in keys) + "".join(f" {r[q]:7.3f}" for q in quality))
+
+
+def _train(args) -> int:
+    from gwn_fast.experiment import run
+
+    result = run(
+        args.dataset, architecture=args.architecture, beta=args.beta, alpha=args.alpha, epochs=args.epochs,
+        batch_size=args.batch_size, lr=args.lr, seed=args.seed, setting=args.setting, size=args.size,
+        context=args.context, rate_grad=args.rate_grad, device=args.device, out_dir=args.out, resume=args.resume,
+        progress=not args.quiet,
+    )
+    from gwn_fast.recipes import RATE_UNITS
+
+    _print_table([result], RATE_UNITS[args.dataset])
+    print(f"checkpoint, metrics.jsonl and result.json in {args.out}")
+    return 0
+
+
+def _eval(args) -> int:
+    import json
+
+    from gwn_fast.experiment import evaluate_checkpoint
+    from gwn_fast.recipes import RATE_UNITS
+
+    result = evaluate_checkpoint(args.checkpoint)
+    _print_table([result], RATE_UNITS[result["dataset"]])
+    print(f"encode {result['encode_s']:.3f} s, decode (both receivers) {result['decode_s']:.3f} s for {result['samples']} samples")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(result, f, indent=2)
+    return 0
+
+
+def _sweep(args) -> int:
+    from gwn_fast.experiment import sweep
+    from gwn_fast.recipes import RATE_UNITS
+
+    results = sweep(
+        args.dataset, betas=args.betas, alphas=args.alphas or (None,), architectures=args.architectures, seeds=args.seeds,
+        out_dir=args.out, epochs=args.epochs, setting=args.setting, device=args.device, progress=not args.quiet,
+    )
+    _print_table(results, RATE_UNITS[args.dataset])
+    print(f"results in {args.out}/results.jsonl; plot with: gwn-fast plot {args.out}/results.jsonl")
+    return 0
+
+
+def _plot(args) -> int:
+    import json
+    from pathlib import Path
+
+    from gwn_fast import plots
+
+    rows = [json.loads(line) for line in Path(args.results).read_text().splitlines() if line.strip()]
+    if not rows:
+        raise SystemExit(f"{args.results}: no results")
+    out = Path(args.out)
+    theory = None
+    if rows[0].get("dataset") == "synthetic":
+        from gwn_fast.theory import synthetic_curves
+
+        theory = synthetic_curves((0.5, 1, 2, 5, 7, 20, 100), seed=rows[0].get("seed", 0))
+    written = [plots.plot_rd(rows, out / "rd.png", theory=theory)]
+    mi = rows[0].get("mutual_information_bits")
+    if mi is not None:
+        written.append(plots.plot_r0_vs_mi(rows, out / "r0_vs_mi.png", mi))
+    for path in written:
+        print(path)
+    return 0
+
+
+def _demo(args) -> int:
+    import json
+    from pathlib import Path
+
+    import torch
+
+    from gwn_fast import plots
+    from gwn_fast.experiment import run
+
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    from gwn_fast.recipes import TRAINING
+
+    epochs = args.epochs or TRAINING["digits"]["epochs"]
+    print(f"coloured digits (mixture), shared GWN, {epochs} epochs per beta; outputs in {out}/")
+    torch.set_num_threads(max(1, torch.get_num_threads()))
+    rows = []
+    for beta in args.betas:
+        print(f"\n== beta = {beta:g} ==")
+        result = run("digits", beta=beta, epochs=epochs, seed=args.seed, setting="mixture", out_dir=out / f"beta{beta:g}",
+                     progress=not args.quiet)
+        rows.append(result)
+    summary = [
+        {
+            "beta": r["beta"],
+            "r0": r["r0"], "r1": r["r1"], "r2": r["r2"],
+            "rate_transmit": r["rate_transmit"], "rate_receive": r["rate_receive"],
+            "payload_r0": r["payload_r0"], "payload_r1": r["payload_r1"], "payload_r2": r["payload_r2"],
+            "fixed_overhead_bits": 8 * r["overhead_bytes"] / r["samples"],
+            "est_r0": r["est_r0"], "est_r1": r["est_r1"], "est_r2": r["est_r2"],
+            "acc_digit": r["acc1"], "acc_colour": r["acc2"],
+            "mutual_information_bits": r["mutual_information_bits"],
+            "test_images": r["samples"], "train_s": r["train_s"],
+        }
+        for r in rows
+    ]
+    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    print()
+    _print_table(rows, "bits/image")
+    print(f"fixed stream overhead (headers, checksums, flush), already inside the rates above: "
+          + ", ".join(f"beta={s['beta']:g}: {s['fixed_overhead_bits']:.3f} bits/image" for s in summary))
+    print(f"label mutual information I(digit; colour) on the test set: {rows[0]['mutual_information_bits']:.3f} bits")
+    png = plots.plot_beta_rates(rows, out / "rates.png", rows[0]["mutual_information_bits"],
+                                title="coloured digits (mixture): the common rate R0 against beta")
+    print(f"\nwrote {out / 'summary.json'} and {png}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="gwn-fast", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -161,7 +289,63 @@ def main(argv: list[str] | None = None) -> int:
     split.add_argument("input")
     split.add_argument("--out-dir", required=True)
     split.set_defaults(func=_split)
+
+    from gwn_fast.models import ARCHITECTURES, CONTEXTS
+    from gwn_fast.recipes import DATASETS
+
+    def _recipe_args(p):
+        p.add_argument("--dataset", choices=DATASETS, default="digits")
+        p.add_argument("--setting", default="mixture", help="digits colour setting: dependent, independent, mixture")
+        p.add_argument("--epochs", type=int, default=None, help="default: the recipe's")
+        p.add_argument("--device", default="cpu")
+        p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    demo_p = sub.add_parser("demo", help="the README's main job: train beta=1 and beta=2 GWNs on coloured digits, "
+                            "code the test set to real bitstreams, print and plot the rates")
+    demo_p.add_argument("--out", default="gwn_demo", help="output directory (default gwn_demo)")
+    demo_p.add_argument("--epochs", type=int, default=None, help="per beta (default: the digits recipe's, 60)")
+    demo_p.add_argument("--betas", type=float, nargs="+", default=[1.0, 2.0])
+    demo_p.add_argument("--seed", type=int, default=0)
+    demo_p.add_argument("--quiet", action="store_true")
+    demo_p.set_defaults(func=_demo)
+
+    train = sub.add_parser("train", help="train one codec of a bundled recipe and evaluate it")
+    _recipe_args(train)
+    train.add_argument("--architecture", choices=ARCHITECTURES, default="shared")
+    train.add_argument("--context", choices=CONTEXTS, default="checkerboard")
+    train.add_argument("--rate-grad", choices=("ste", "smooth", "noise"), default="smooth")
+    train.add_argument("--beta", type=float, default=1.0)
+    train.add_argument("--alpha", type=float, default=None, help="rate weight (default: the recipe's)")
+    train.add_argument("--lr", type=float, default=None, help="default: the recipe's")
+    train.add_argument("--batch-size", type=int, default=None, help="default: the recipe's")
+    train.add_argument("--size", type=int, default=None)
+    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--out", required=True, help="run directory")
+    train.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
+    train.set_defaults(func=_train)
+
+    ev = sub.add_parser("eval", help="evaluate a checkpoint with real bitstreams")
+    ev.add_argument("checkpoint")
+    ev.add_argument("--json", help="also write the result here")
+    ev.set_defaults(func=_eval)
+
+    sw = sub.add_parser("sweep", help="train and evaluate a beta x alpha (x architecture x seed) grid")
+    _recipe_args(sw)
+    sw.add_argument("--betas", type=float, nargs="+", default=[1.0, 1.5, 2.0])
+    sw.add_argument("--alphas", type=float, nargs="+", default=None)
+    sw.add_argument("--architectures", nargs="+", choices=ARCHITECTURES, default=["shared"])
+    sw.add_argument("--seeds", type=int, nargs="+", default=[0])
+    sw.add_argument("--out", required=True)
+    sw.set_defaults(func=_sweep)
+
+    pl = sub.add_parser("plot", help="RD curves (transmit and receive rate) and R0 vs mutual information, as PNG")
+    pl.add_argument("results", help="results.jsonl of a sweep")
+    pl.add_argument("--out", default=".", help="directory for the PNGs")
+    pl.set_defaults(func=_plot)
+
     args = parser.parse_args(argv)
+    if getattr(args, "epochs", None) is not None and args.epochs < 1:
+        parser.error("--epochs must be >= 1")
     if getattr(args, "symbols", 1) < 1:
         parser.error("--symbols must be >= 1")
     return args.func(args)

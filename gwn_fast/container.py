@@ -1,9 +1,10 @@
 """One byte string for a whole ``compress()`` result, and per-receiver extraction.
 
 Layout (little-endian, varint = unsigned LEB128):
-``b"GWNC"``, u8 version (1), varint H, W, h, w, varint N (samples), u8 channel mask
-(bit 0 common, 1 private1, 2 private2), then for each present channel in that order and
-each sample: varint length + the stream. :func:`extract` keeps the channels a receiver
+``b"GWNC"``, u8 version (2), varint H, W, h, w, varint N (samples), u8 flags (bit 0
+common, 1 private1, 2 private2 present; bit 3: one stream per channel for all samples,
+see ``compress(single_stream=True)``), then for each present channel in that order and
+each stream (N of them, or 1): varint length + the stream. :func:`extract` keeps the channels a receiver
 needs by copying sections: nothing is decoded.
 """
 
@@ -14,7 +15,8 @@ from gwn_fast.coder import BitstreamError
 __all__ = ["pack", "unpack", "extract", "rates"]
 
 MAGIC = b"GWNC"
-VERSION = 1
+VERSION = 2
+SINGLE_STREAM_FLAG = 0x08
 CHANNELS = ("common", "private1", "private2")
 RECEIVER_CHANNELS = {1: ("common", "private1"), 2: ("common", "private2")}
 
@@ -56,13 +58,17 @@ def pack(enc: dict) -> bytes:
         raise ValueError(f"enc['strings'] has unknown channels {sorted(unknown)}; expected {CHANNELS}")
     counts = {len(strings[c]) for c in present}
     if len(counts) > 1:
-        raise ValueError(f"channels hold different numbers of samples: {sorted(counts)}")
-    n = counts.pop() if counts else 0
+        raise ValueError(f"channels hold different numbers of streams: {sorted(counts)}")
+    streams = counts.pop() if counts else 0
+    single = bool(shape.get("single_stream", False))
+    n = int(shape.get("samples", streams))
+    if present and streams != (1 if single else n):
+        raise ValueError(f"enc['strings'] holds {streams} streams per channel; shape says {n} samples, single_stream={single}")
     out = bytearray(MAGIC)
     out.append(VERSION)
     for v in (H, W, h, w, n):
         _put_varint(out, int(v))
-    out.append(sum(1 << i for i, c in enumerate(CHANNELS) if c in strings))
+    out.append(sum(1 << i for i, c in enumerate(CHANNELS) if c in strings) | (SINGLE_STREAM_FLAG if single else 0))
     for c in present:
         for s in strings[c]:
             _put_varint(out, len(s))
@@ -89,14 +95,15 @@ def unpack(data: bytes) -> dict:
         raise BitstreamError("truncated container")
     mask = data[pos]
     pos += 1
-    if mask >> 3:
-        raise BitstreamError(f"corrupt container: channel mask {mask:#x}")
+    if mask >> 4:
+        raise BitstreamError(f"corrupt container: flags {mask:#x}")
+    single = bool(mask & SINGLE_STREAM_FLAG)
     strings = {}
     for i, c in enumerate(CHANNELS):
         if not mask & (1 << i):
             continue
         items = []
-        for _ in range(n):
+        for _ in range(1 if single else n):
             size, pos = _get_varint(data, pos)
             if pos + size > len(data):
                 raise BitstreamError("truncated container")
@@ -105,7 +112,8 @@ def unpack(data: bytes) -> dict:
         strings[c] = items
     if pos != len(data):
         raise BitstreamError(f"corrupt container: {len(data) - pos} trailing bytes")
-    return {"strings": strings, "shape": {"input": (H, W), "latent": (h, w)}}
+    shape = {"input": (H, W), "latent": (h, w), "samples": n, "single_stream": single}
+    return {"strings": strings, "shape": shape}
 
 
 def extract(data: bytes, receiver: int) -> bytes:

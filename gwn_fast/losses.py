@@ -37,11 +37,13 @@ class GrayWynerLoss(nn.Module):
         distortion: ``(d1, d2)``, each ``"mse"``, ``"cross_entropy"`` or a callable
             ``(prediction, target) -> scalar``.
         align_weight: weight of the alignment loss of the shared architecture.
+        rate_unit: ``"pixel"`` (bits per input pixel, the default) or ``"sample"`` (bits
+            per sample, natural for tiny inputs such as 16x16 digits).
 
     ``forward(out, (z1, z2))`` takes the codec's output and the two targets and returns a
     dict with ``loss, r0, r1, r2, rate_transmit, rate_receive, d1, d2, align``; rates are
-    in bits per input pixel (total bits / (N * H * W) of ``x1``), channels an architecture
-    lacks count 0.
+    in bits per input pixel (total bits / (N * H * W) of ``x1``) or per sample (see
+    ``rate_unit``); channels an architecture lacks count 0.
     """
 
     def __init__(
@@ -50,8 +52,12 @@ class GrayWynerLoss(nn.Module):
         lmbda: Sequence[float] = (1.0, 1.0),
         distortion: Sequence = ("mse", "mse"),
         align_weight: float = 1.0,
+        rate_unit: str = "pixel",
     ):
         super().__init__()
+        if rate_unit not in ("pixel", "sample"):
+            raise ValueError(f"rate_unit must be 'pixel' or 'sample', got {rate_unit!r}")
+        self.rate_unit = rate_unit
         if len(tuple(lmbda)) != 2:
             raise ValueError(f"lmbda must be a pair (l1, l2), got {lmbda!r}")
         if len(tuple(distortion)) != 2:
@@ -69,7 +75,7 @@ class GrayWynerLoss(nn.Module):
                 raise ValueError(f"out lacks {key!r}: pass the dict returned by GrayWynerCodec.forward")
         z_hat, lik = out["z_hat"], out["likelihoods"]
         ref = z_hat[1]
-        num_pixels = out["num_pixels"]
+        num_pixels = out["num_pixels"] if self.rate_unit == "pixel" else ref.shape[0]
         rates = {}
         for name in ("y0", "y1", "y2"):
             rates[name] = (-torch.log2(lik[name])).sum() / num_pixels if name in lik else ref.new_zeros(())

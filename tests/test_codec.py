@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from gwn_fast import BitstreamError, GrayWynerCodec, GrayWynerLoss, container
+from gwn_fast.container import rates
 from gwn_fast.coder import fixed_overhead
 from gwn_fast.models import ARCHITECTURES, CONTEXTS
 
@@ -216,3 +217,27 @@ def test_torch_compile_forward_matches_eager():
         torch.testing.assert_close(compiled["z_hat"][i], eager["z_hat"][i], rtol=1e-4, atol=1e-4)
     for k in eager["likelihoods"]:
         torch.testing.assert_close(compiled["likelihoods"][k], eager["likelihoods"][k], rtol=1e-4, atol=1e-6)
+
+
+def test_single_stream_decodes_like_per_sample_streams_and_is_smaller():
+    torch.manual_seed(3)
+    codec = GrayWynerCodec(in_channels=1, out_channels=(1, 1), latent_channels=8, transform="light", depth=2).eval()
+    codec.update()
+    x = torch.rand(5, 1, 8, 12)
+    per_sample = codec.compress(x)
+    single = codec.compress(x, single_stream=True)
+    assert all(len(v) == 1 for v in single["strings"].values())
+    assert single["shape"]["samples"] == 5 and single["shape"]["single_stream"]
+    a = codec.decompress(per_sample["strings"], per_sample["shape"])
+    b = codec.decompress(single["strings"], single["shape"])
+    for name in a["latents"]:
+        assert torch.equal(a["latents"][name], b["latents"][name])
+    assert rates(single)["rate_transmit"] < rates(per_sample)["rate_transmit"]
+    # the container keeps the layout; receiver 1 alone decodes from its extract
+    packed = container.pack(single)
+    only1 = container.unpack(container.extract(packed, 1))
+    assert "private2" not in only1["strings"] and only1["shape"]["single_stream"]
+    c = codec.decompress(only1["strings"], only1["shape"], receivers=(1,))
+    assert torch.equal(c["z_hat"][1], b["z_hat"][1])
+    with pytest.raises(ValueError, match="single_stream"):
+        codec.decompress({k: v * 2 for k, v in single["strings"].items()}, single["shape"])

@@ -14,12 +14,13 @@ from gwn_fast import functional as F
 from gwn_fast.entropy_models import GaussianCoder
 from gwn_fast.ops.reference import quantize_ref
 from gwn_fast.models.entropy_parameters import CONTEXTS, LatentEntropyParameters, checkerboard_anchor_mask
-from gwn_fast.models.transforms import image_analysis, image_synthesis, light_analysis, light_synthesis
+from gwn_fast.models.transforms import image_analysis, image_synthesis, light_analysis, light_synthesis, mlp_head
 
 __all__ = ["ARCHITECTURES", "STREAMS", "GrayWynerCodec", "quantize_ste"]
 
 ARCHITECTURES = ("shared", "separated", "combined", "independent", "joint")
 TRANSFORMS = ("image", "light")
+HEADS = ("conv", "mlp")
 STREAMS = {"y0": "common", "y1": "private1", "y2": "private2"}
 RATE_GRADS = ("ste", "smooth", "noise")
 
@@ -61,6 +62,9 @@ class GrayWynerCodec(CompressionModel):
         rate_grad: how the rate's gradient reaches the latents in training: ``"ste"`` (the
             paper), ``"smooth"`` or ``"noise"`` (see :func:`gwn_fast.functional.gaussian_likelihood`).
         scale_table, precision: the Gaussian tables used for coding.
+        head: ``"conv"`` (the transform's synthesis stack, outputs ``[N, c_i, H, W]``) or
+            ``"mlp"`` (classification heads ``[N, c_i]`` of logits: flatten, ``head_hidden``
+            sigmoid units, linear; needs ``input_size=(H, W)``).
 
     Shapes: ``x1``, ``x2``: ``[N, in_channels, H, W]``, any ``H, W`` (padded internally
     to the stride, outputs cropped back).
@@ -83,6 +87,9 @@ class GrayWynerCodec(CompressionModel):
         rate_grad: str = "ste",
         scale_table=None,
         precision: int = 16,
+        head: str = "conv",
+        head_hidden: int = 256,
+        input_size: Sequence[int] | None = None,
     ):
         super().__init__()
         if architecture not in ARCHITECTURES:
@@ -91,6 +98,10 @@ class GrayWynerCodec(CompressionModel):
             raise ValueError(f"context must be one of {CONTEXTS}, got {context!r}")
         if transform not in TRANSFORMS:
             raise ValueError(f"transform must be one of {TRANSFORMS}, got {transform!r}")
+        if head not in HEADS:
+            raise ValueError(f"head must be one of {HEADS}, got {head!r}")
+        if head == "mlp" and (input_size is None or len(tuple(input_size)) != 2):
+            raise ValueError(f"head='mlp' needs input_size=(H, W) (its first layer's size depends on it), got {input_size!r}")
         if rate_grad not in RATE_GRADS:
             raise ValueError(f"rate_grad must be one of {RATE_GRADS}, got {rate_grad!r}")
         if len(tuple(out_channels)) != 2:
@@ -114,6 +125,9 @@ class GrayWynerCodec(CompressionModel):
             "rate_grad": rate_grad,
             "precision": int(precision),
             "custom_modules": analysis is not None or synthesis is not None,
+            "head": head,
+            "head_hidden": int(head_hidden),
+            "input_size": [int(v) for v in input_size] if input_size is not None else None,
         }
         self.in_channels, self.out_channels = int(in_channels), tuple(int(c) for c in out_channels)
         self.latent_channels, self.common_channels = C, Cb
@@ -159,6 +173,9 @@ class GrayWynerCodec(CompressionModel):
             synthesis = list(synthesis)
             if len(synthesis) != 2:
                 raise ValueError(f"synthesis must be a pair (g1, g2), got {len(synthesis)} modules")
+        if head == "mlp" and synthesis is None:
+            h, w = (-(-int(v) // self.stride) for v in input_size)
+            synthesis = [mlp_head(C * h * w, o, head_hidden) for o in self.out_channels]
         self.synthesis = nn.ModuleList(synthesis or [make_synthesis(o) for o in self.out_channels])
 
         conditional = "y0" in self.latent_sizes
@@ -303,8 +320,9 @@ class GrayWynerCodec(CompressionModel):
         H, W = size
         return -(-H // self.stride), -(-W // self.stride)
 
-    def _encode_latent(self, ep, y, cond) -> bytes:
-        """``y``: float64 ``[1, C, h, w]``; ``cond``: Y0 or None."""
+    def _latent_parts(self, ep, y, cond) -> list:
+        """Symbols and table indexes of one sample's latent, in decode order, as a list of
+        ``(symbols, indexes)`` parts. ``y``: float64 ``[1, C, h, w]``; ``cond``: Y0 or None."""
         g = self.gaussian
         cond_feat = ep.cond_features(cond)
         if ep.context == "checkerboard":
@@ -321,13 +339,13 @@ class GrayWynerCodec(CompressionModel):
         else:
             s, m = ep.head_params(cond_feat, None, y)
             parts = [g.encode(y, m, s)]
-        return g.encode_stream(parts)
+        return parts
 
-    def _decode_latent(self, ep, data: bytes, channels: int, shape, cond) -> torch.Tensor:
+    def _decode_latent(self, ep, dec, channels: int, shape, cond) -> torch.Tensor:
+        """The next sample's latent from the streaming decoder ``dec``: float64 ``[1, C, h, w]``."""
         g = self.gaussian
         h, w = shape
         y = torch.zeros(1, channels, h, w, dtype=torch.float64)
-        dec = g.decoder(data)
         cond_feat = ep.cond_features(cond)
         if ep.context == "checkerboard":
             anchor = checkerboard_anchor_mask(h, w, dtype=y.dtype)
@@ -345,28 +363,46 @@ class GrayWynerCodec(CompressionModel):
         else:
             s, m = ep.head_params(cond_feat, None, y)
             y[:] = g.decode_part(dec, m, s)
-        dec.finish()
         return y
 
     @torch.no_grad()
-    def compress(self, x1: torch.Tensor, x2: torch.Tensor | None = None) -> dict:
-        """Encode to real bitstreams, one ``bytes`` per sample and channel.
+    def compress(self, x1: torch.Tensor, x2: torch.Tensor | None = None, *, single_stream: bool = False) -> dict:
+        """Encode to real bitstreams.
 
-        Returns ``{"strings": {"common": [...], "private1": [...], "private2": [...]},
-        "shape": {...}}`` (channels the architecture lacks are absent).
+        Args:
+            x1, x2: ``[N, in_channels, H, W]`` (``x2=None``: x1 feeds both encoders).
+            single_stream: ``False`` (default): one ``bytes`` per sample and channel, so
+                samples decode independently. ``True``: one ``bytes`` per channel for the
+                whole batch (the samples' symbols back to back), which pays the stream's
+                fixed cost (header, checksum, flush: a few bytes) once instead of per
+                sample; use it for tiny latents, e.g. when sending a whole test set.
+        Returns:
+            ``{"strings": {"common": [...], "private1": [...], "private2": [...]},
+            "shape": {"input": (H, W), "latent": (h, w), "samples": N, "single_stream": bool}}``
+            (channels the architecture lacks are absent).
         """
         self.gaussian.tables()  # raises with the fix if update() was not called
         x1p, x2p, size = self._prepare(x1, x2)
         latents, _ = self._analyze(x1p, x2p)
         params = self._coding_parameters()
-        strings = {STREAMS[name]: [] for name in latents}
+        parts = {name: [] for name in latents}
         for b in range(x1.shape[0]):
             sample = {name: y[b : b + 1].to("cpu", torch.float64) for name, y in latents.items()}
             for name, y in sample.items():
                 ep = params[name]
                 cond = sample.get("y0") if ep.cond is not None else None
-                strings[STREAMS[name]].append(self._encode_latent(ep, y, cond))
-        shape = {"input": tuple(size), "latent": tuple(latents[next(iter(latents))].shape[2:])}
+                parts[name].append(self._latent_parts(ep, y, cond))
+        g = self.gaussian
+        if single_stream:
+            strings = {STREAMS[n]: [g.encode_stream([p for s in per for p in s])] for n, per in parts.items()}
+        else:
+            strings = {STREAMS[n]: [g.encode_stream(s) for s in per] for n, per in parts.items()}
+        shape = {
+            "input": tuple(size),
+            "latent": tuple(latents[next(iter(latents))].shape[2:]),
+            "samples": int(x1.shape[0]),
+            "single_stream": bool(single_stream),
+        }
         return {"strings": strings, "shape": shape}
 
     @torch.no_grad()
@@ -389,20 +425,31 @@ class GrayWynerCodec(CompressionModel):
                 raise ValueError(f"strings lacks {STREAMS[name]!r}, needed by receivers {receivers}{hint}")
         counts = {len(strings[STREAMS[n]]) for n in needed}
         if len(counts) != 1:
-            raise ValueError(f"strings hold different numbers of samples per channel: {sorted(counts)}")
+            raise ValueError(f"strings hold different numbers of streams per channel: {sorted(counts)}")
+        # Per-sample streams decode any subset of samples; a single stream holds them all.
+        single = bool(shape.get("single_stream", False))
+        samples = int(shape.get("samples", 0)) if single else next(iter(counts))
+        if single and counts != {1}:
+            raise ValueError(f"shape says single_stream but strings hold {counts.pop()} streams per channel, not 1")
         params = self._coding_parameters()
         device = next(self.parameters()).device
         latent_shape = tuple(shape["latent"])
         decoded = {n: [] for n in needed}
-        for b in range(counts.pop()):
+        decoders = {n: self.gaussian.decoder(strings[STREAMS[n]][0]) for n in needed} if single else {}
+        for b in range(samples):
             y0 = None
             for name in needed:
                 ep = params[name]
                 cond = y0 if ep.cond is not None else None
-                y = self._decode_latent(ep, strings[STREAMS[name]][b], self.latent_sizes[name], latent_shape, cond)
+                dec = decoders[name] if single else self.gaussian.decoder(strings[STREAMS[name]][b])
+                y = self._decode_latent(ep, dec, self.latent_sizes[name], latent_shape, cond)
+                if not single:
+                    dec.finish()
                 if name == "y0":
                     y0 = y
                 decoded[name].append(y)
+        for dec in decoders.values():
+            dec.finish()
         latents = {n: torch.cat(v).to(device, torch.float32) for n, v in decoded.items()}
         return {"z_hat": self._synthesize(latents, tuple(shape["input"]), receivers), "latents": latents}
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from torch import nn
 
-__all__ = ["ResidualBottleneck", "image_analysis", "image_synthesis", "light_analysis", "light_synthesis"]
+__all__ = ["ResidualBottleneck", "image_analysis", "image_synthesis", "light_analysis", "light_synthesis", "mlp_head"]
 
 
 class ResidualBottleneck(nn.Module):
@@ -80,3 +80,9 @@ def light_synthesis(in_channels: int, out_channels: int, hidden: int = 32, depth
         in_channels, out_channels, hidden, depth,
         lambda i, o: nn.ConvTranspose2d(i, o, 3, stride=2, padding=1, output_padding=1),
     )
+
+
+def mlp_head(in_features: int, out_features: int, hidden: int = 256) -> nn.Sequential:
+    """``[B, C, h, w] -> [B, out]``: flatten, one hidden layer with a sigmoid (the paper's
+    MNIST heads), logits out. ``in_features = C * h * w``."""
+    return nn.Sequential(nn.Flatten(), nn.Linear(in_features, hidden), nn.Sigmoid(), nn.Linear(hidden, out_features))

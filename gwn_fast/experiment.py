@@ -1,0 +1,185 @@
+"""One training + evaluation run of a bundled recipe, and grids of them.
+
+    from gwn_fast.experiment import run
+    result = run("digits", beta=2.0, epochs=300, out_dir="runs/b2")
+
+Each run writes ``checkpoint.pt`` (model + the recipe, so ``gwn-fast eval`` can rebuild
+the data), ``metrics.jsonl`` (one line per epoch) and ``result.json`` (the evaluation on the
+test set with real bitstreams, plus the run's settings). This is what ``gwn-fast train``,
+``eval``, ``sweep`` and ``demo`` call.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from pathlib import Path
+
+import torch
+
+from gwn_fast import recipes
+from gwn_fast.evaluate import evaluate
+from gwn_fast.train import fit, load_checkpoint, save_checkpoint
+
+__all__ = ["evaluate_checkpoint", "run", "sweep"]
+
+_UNITS = {"digits": ("image", 1), "synthetic": ("position", 2), "stereo": ("pixel", 1)}
+
+
+def _recipe(dataset, setting, seed, size, train_samples, architecture, context, rate_grad, beta, alpha):
+    return {
+        "dataset": dataset,
+        "setting": setting,
+        "seed": seed,
+        "size": size,
+        "train_samples": train_samples,
+        "architecture": architecture,
+        "context": context,
+        "rate_grad": rate_grad,
+        "beta": beta,
+        "alpha": alpha,
+    }
+
+
+def _evaluate(codec, recipe: dict) -> dict:
+    _, test = recipes.make_datasets(
+        recipe["dataset"], setting=recipe["setting"], seed=recipe["seed"], size=recipe["size"],
+        train_samples=recipe["train_samples"],
+    )
+    unit, positions = _UNITS[recipe["dataset"]]
+    metrics = evaluate(codec, test, tasks=recipes.task_kinds(recipe["dataset"]), unit=unit, positions_per_pixel=positions)
+    if recipe["dataset"] == "digits":
+        from gwn_fast.data.digits import label_mutual_information
+
+        metrics["mutual_information_bits"] = label_mutual_information(recipe["setting"], test.digit_frequencies())
+    return metrics
+
+
+def run(
+    dataset: str = "digits",
+    *,
+    architecture: str = "shared",
+    beta: float = 1.0,
+    alpha: float | None = None,
+    epochs: int | None = None,
+    batch_size: int | None = None,
+    lr: float | None = None,
+    seed: int = 0,
+    setting: str = "mixture",
+    size: int | None = None,
+    train_samples: int | None = None,
+    context: str = "checkerboard",
+    rate_grad: str = "smooth",
+    device: str = "cpu",
+    out_dir: str | Path | None = None,
+    resume: bool = False,
+    progress: bool = True,
+    distributed: bool = False,
+    evaluate_result: bool = True,
+    save_rank_weights: bool = False,
+) -> dict:
+    """Train a recipe's codec and evaluate it on the test set with real bitstreams.
+
+    ``epochs``, ``batch_size``, ``lr`` and ``alpha`` default to the recipe's
+    (:data:`gwn_fast.recipes.TRAINING`).
+
+    Returns the evaluation (see :func:`gwn_fast.evaluate.evaluate`) merged with the run's
+    settings and ``train_s``; with ``out_dir`` also writes the files named in the module
+    docstring (``resume=True`` continues from its checkpoint). ``distributed``: run under
+    torchrun with the process group initialised (see ``python -m gwn_fast.train``);
+    ``save_rank_weights`` writes every rank's final weights to ``out_dir/rank{r}.pt``.
+    """
+    recipes.make_loss(dataset)  # validates dataset before anything is built
+    defaults = recipes.TRAINING[dataset]
+    epochs = defaults["epochs"] if epochs is None else epochs
+    batch_size = defaults["batch_size"] if batch_size is None else batch_size
+    lr = defaults["lr"] if lr is None else lr
+    if not (isinstance(epochs, int) and epochs >= 1):
+        raise ValueError(f"epochs must be a positive integer, got {epochs!r}")
+    if not batch_size >= 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    torch.manual_seed(seed)
+    recipe = _recipe(dataset, setting, seed, size, train_samples, architecture, context, rate_grad, beta, alpha)
+    recipe.update(epochs=epochs, batch_size=batch_size, lr=lr)
+    train_set, _ = recipes.make_datasets(dataset, setting=setting, seed=seed, size=size, train_samples=train_samples)
+    codec = recipes.make_codec(dataset, architecture=architecture, context=context, rate_grad=rate_grad, size=size)
+    loss = recipes.make_loss(dataset, beta=beta, alpha=alpha)
+    sampler = None
+    if distributed:
+        sampler = torch.utils.data.distributed.DistributedSampler(train_set, shuffle=True, seed=seed)
+    generator = torch.Generator().manual_seed(seed)
+    loader = torch.utils.data.DataLoader(
+        train_set, batch_size=batch_size, shuffle=sampler is None, sampler=sampler, generator=generator
+    )
+    out = Path(out_dir) if out_dir is not None else None
+    t0 = time.perf_counter()
+    history = fit(
+        codec, loss, loader, epochs=epochs, lr=lr, device=device, progress=progress, distributed=distributed,
+        metrics_path=out / "metrics.jsonl" if out else None,
+        checkpoint_path=out / "checkpoint.pt" if out else None,
+        resume=resume,
+    )
+    train_s = time.perf_counter() - t0
+    codec.to("cpu")
+    rank = torch.distributed.get_rank() if distributed else 0
+    if save_rank_weights and out is not None:
+        torch.save(codec.state_dict(), out / f"rank{rank}.pt")
+    if out is not None and rank == 0:
+        # The final checkpoint carries the recipe, so `gwn-fast eval` can rebuild the data.
+        save_checkpoint(out / "checkpoint.pt", codec, epoch=epochs, extra={"history": history, "recipe": recipe})
+    if rank != 0 or not evaluate_result:
+        return {**recipe, "train_s": train_s}
+    result = {**recipe, "train_s": train_s, **_evaluate(codec, recipe)}
+    result["train_loss"] = history[-1]["loss"] if history else math.nan
+    if out is not None:
+        (out / "result.json").write_text(json.dumps(result, indent=2))
+    return result
+
+
+def evaluate_checkpoint(path: str | Path) -> dict:
+    """Evaluate a checkpoint written by :func:`run` on its recipe's test set."""
+    from gwn_fast.models import GrayWynerCodec
+
+    state = torch.load(path, map_location="cpu", weights_only=False)
+    recipe = (state.get("extra") or {}).get("recipe")
+    if recipe is None or state.get("config") is None:
+        raise ValueError(f"{path} was not written by gwn_fast.experiment.run (no recipe in it); use gwn_fast.evaluate.evaluate")
+    codec = GrayWynerCodec.from_config(state["config"])
+    load_checkpoint(path, codec)
+    return {**recipe, **_evaluate(codec.eval(), recipe)}
+
+
+def sweep(
+    dataset: str,
+    *,
+    betas=(1.0, 1.5, 2.0),
+    alphas=(None,),
+    architectures=("shared",),
+    seeds=(0,),
+    out_dir: str | Path = "sweep",
+    **kwargs,
+) -> list[dict]:
+    """:func:`run` over the grid ``architectures x betas x alphas x seeds``; one
+    sub-directory per run and every result appended to ``out_dir/results.jsonl``. Runs
+    with a ``result.json`` already present are loaded, not retrained (resumable)."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    results = []
+    for architecture in architectures:
+        for beta in betas:
+            for alpha in alphas:
+                for seed in seeds:
+                    name = f"{architecture}_beta{beta:g}_alpha{alpha if alpha is not None else 'default'}_seed{seed}"
+                    run_dir = out / name
+                    if (run_dir / "result.json").exists():
+                        result = json.loads((run_dir / "result.json").read_text())
+                    else:
+                        result = run(
+                            dataset, architecture=architecture, beta=beta, alpha=alpha, seed=seed, out_dir=run_dir,
+                            **kwargs,
+                        )
+                        with open(out / "results.jsonl", "a") as f:
+                            f.write(json.dumps({"run": name, **result}) + "\n")
+                    results.append({"run": name, **result})
+    return results
