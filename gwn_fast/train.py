@@ -176,7 +176,8 @@ def fit(
             count += 1
             if bar is not None:
                 bar.update(1)
-                bar.set_postfix(epoch=epoch + 1, loss=f"{float(loss):.4g}", r0=f"{float(terms['r0']):.3g}")
+                if count % 10 == 1:
+                    bar.set_postfix(epoch=epoch + 1, loss=f"{float(loss.detach()):.4g}", r0=f"{float(terms['r0'].detach()):.3g}")
         record = {"epoch": epoch + 1, **{k: v / max(count, 1) for k, v in sums.items()}}
         history.append(record)
         if rank == 0:
