@@ -45,8 +45,8 @@ def arch():
 
 
 def synthetic():
-    sweep("synthetic", betas=(1.0, 1.5, 2.0), alphas=(0.005, 0.02, 0.08), out_dir=ROOT / "synthetic", epochs=EPOCHS,
-          progress=False)
+    sweep("synthetic", betas=(1.0, 1.5, 2.0), alphas=(0.02,), out_dir=ROOT / "synthetic", epochs=EPOCHS, progress=False)
+    sweep("synthetic", betas=(1.0,), alphas=(0.005, 0.08), out_dir=ROOT / "synthetic", epochs=EPOCHS, progress=False)
 
 
 def stereo():

@@ -25,6 +25,15 @@ def _pyplot():
     return plt
 
 
+def _save(plt, fig, path) -> Path:
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
 def quality_of(result: dict) -> float:
     """The sum of both receivers' quality (accuracies, or PSNRs in dB)."""
     k1, k2 = QUALITY_KEYS.get(result.get("dataset", "digits"), ("acc1", "acc2"))
@@ -65,12 +74,7 @@ def plot_beta_rates(results: Sequence[dict], path, mutual_information: float | N
     axes[1].legend(fontsize=8)
     if title:
         fig.suptitle(title)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return _save(plt, fig, path)
 
 
 def plot_rd(results: Sequence[dict], path, group: str = "architecture", theory: Sequence[dict] | None = None) -> Path:
@@ -107,12 +111,7 @@ def plot_rd(results: Sequence[dict], path, group: str = "architecture", theory: 
         ax.set_ylabel("bits per position")
         ax.set_title("synthetic source vs Blahut-Arimoto")
         ax.legend(fontsize=8)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return _save(plt, fig, path)
 
 
 def plot_r0_vs_mi(results: Sequence[dict], path, mutual_information: float) -> Path:
@@ -127,9 +126,4 @@ def plot_r0_vs_mi(results: Sequence[dict], path, mutual_information: float) -> P
     ax.set_ylabel(f"R0 ({_unit(rows)})")
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return _save(plt, fig, path)

@@ -32,7 +32,7 @@ RATE_UNITS = {"digits": "bits/image", "synthetic": "bits/position", "stereo": "b
 # on this 2-core CPU so that one beta trains in about a minute (see experiments/RESULTS.md).
 TRAINING = {
     "digits": {"lr": 1e-2, "batch_size": 64, "epochs": 60, "alpha": 0.1},
-    "synthetic": {"lr": 2e-3, "batch_size": 64, "epochs": 30, "alpha": 0.02},
+    "synthetic": {"lr": 2e-3, "batch_size": 64, "epochs": 20, "alpha": 0.02},
     "stereo": {"lr": 2e-3, "batch_size": 16, "epochs": 30, "alpha": 0.01},
 }
 
@@ -70,8 +70,8 @@ def make_datasets(dataset: str, *, setting: str = "mixture", seed: int = 0, size
         size = size or 8
         n = train_samples or 4096
         # One source (pmf, pairing, tasks from seed); test samples drawn past the training ones.
-        full = SyntheticSource(n + 1024, size=size, seed=seed)
-        return torch.utils.data.Subset(full, range(n)), torch.utils.data.Subset(full, range(n, n + 1024))
+        full = SyntheticSource(n + 256, size=size, seed=seed)
+        return torch.utils.data.Subset(full, range(n)), torch.utils.data.Subset(full, range(n, n + 256))
     from gwn_fast.data.stereo import StereoCrops
 
     size = size or 32
