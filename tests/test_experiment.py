@@ -110,3 +110,14 @@ def test_torchrun_two_cpu_processes_keep_identical_weights(tmp_path):
     fresh = recipes.make_codec("digits").state_dict()
     assert any(not torch.equal(w0[k], fresh[k]) for k in w0 if w0[k].is_floating_point())
     assert (tmp_path / "checkpoint.pt").exists()
+
+
+@pytest.mark.parametrize("dataset", ["synthetic", "stereo"])
+def test_regression_recipes_train_and_decode_exactly(dataset, tmp_path):
+    result = run(dataset, epochs=1, train_samples=64, batch_size=32, out_dir=tmp_path, progress=False)
+    assert result["max_decode_error"] < 1e-5  # decoded predictions == forward's
+    assert result["unit"] == ("position" if dataset == "synthetic" else "pixel")
+    for k in ("mse1", "mse2", "psnr1", "psnr2", "r0", "r1", "r2"):
+        assert result[k] >= 0
+    again = evaluate_checkpoint(tmp_path / "checkpoint.pt")
+    assert again["rate_transmit"] == result["rate_transmit"]
