@@ -13,7 +13,8 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 import gwn_fast
-from gwn_fast.coder import BitstreamError, CdfTables, Decoder, decode, encode
+from gwn_fast import _rans
+from gwn_fast.coder import BitstreamError, CdfTables, Decoder, decode, encode, fixed_overhead
 
 INT32_MIN, INT32_MAX = np.iinfo(np.int32).min, np.iinfo(np.int32).max
 SCALES = np.exp(np.linspace(np.log(0.11), np.log(256.0), 64))
@@ -174,6 +175,10 @@ def golden_cases():
         "small": (sym[:40], idx[:40], 1 << 18),
         "lanes_chunks_escapes": (sym, idx, 256),
         "uniform": (rng.integers(-3, 4, 50).astype(np.int32), np.full(50, 20, np.int32), 16),
+        # a 4-lane chunk (lane-0 tail, lanes 1..3 moved through lane 0) and a 1-lane one
+        "four_lanes": (np.concatenate([sym, sym[:500]]), np.concatenate([idx, idx[:500]]), 1024),
+        # most probable symbols only: lane 0 never holds enough to seed lanes 1..3
+        "mps_run": (np.zeros(600, np.int32), np.zeros(600, np.int32), 1 << 18),
     }
 
 
@@ -294,8 +299,9 @@ def test_wrong_header_fields(gaussian_tables):
     stream, sym, idx = small_stream(gaussian_tables)
     with pytest.raises(BitstreamError, match="magic"):
         decode(b"\x00" + stream[1:], idx, gaussian_tables)
-    with pytest.raises(BitstreamError, match="version"):
-        decode(stream[:1] + bytes([(2 << 5) | 15]) + stream[2:], idx, gaussian_tables)
+    for version in (1, 3, 7):
+        with pytest.raises(BitstreamError, match=f"version {version} .*reads version 2"):
+            decode(stream[:1] + bytes([(version << 5) | 15]) + stream[2:], idx, gaussian_tables)
     with pytest.raises(BitstreamError, match="precision"):
         decode(stream, idx, CdfTables.from_gaussian(SCALES, precision=15))
     with pytest.raises(BitstreamError, match="symbols"):
@@ -327,6 +333,167 @@ def test_streaming_decoder_misuse(gaussian_tables):
         dec.finish()
     with pytest.raises(ValueError, match="indexes asks for"):
         dec.decode(np.zeros(100, np.int32))
+
+
+# --- format version 2: 4-lane chunks, lane-0 tail, moved lane states -----------------------
+
+# Streams of format version 1 (from tests/expected/coder_golden.json before v2).
+V1_STREAMS = {
+    "one": ("c72f0112fdffd0bad9e5", np.array([2], np.int32), np.array([10], np.int32)),
+    "empty": ("c72f0012", np.zeros(0, np.int32), np.zeros(0, np.int32)),
+}
+
+
+def test_version_1_streams_are_refused(gaussian_tables):
+    assert _rans.FORMAT_VERSION == 2
+    for hexdata, sym, idx in V1_STREAMS.values():
+        with pytest.raises(BitstreamError, match=r"unsupported stream format version 1 \(this build reads version 2\)"):
+            decode(bytes.fromhex(hexdata), idx, gaussian_tables)
+        with pytest.raises(BitstreamError, match="version 1"):
+            Decoder(bytes.fromhex(hexdata), gaussian_tables)
+
+
+def chunk_tail(stream, chunk=0):
+    """(tail length, byte offset of its varint) of a 4-lane chunk."""
+    begin = _rans.stream_layout(stream)[chunk][0]
+    value, shift, pos = 0, 0, begin
+    while True:
+        byte = stream[pos]
+        pos += 1
+        value |= (byte & 0x7F) << shift
+        shift += 7
+        if not byte & 0x80:
+            return value, begin
+
+
+def prefix_then_mps(m, k):
+    """k int32 extremes (all escapes, ~50 bits each) then most probable symbols."""
+    sym = np.zeros(m, np.int32)
+    sym[:k] = np.where(np.arange(k) % 2 == 0, INT32_MAX, INT32_MIN)
+    return sym, np.zeros(m, np.int32)
+
+
+def test_four_lane_split_edge_cases(gaussian_tables):
+    # Symbols [0, m - t) are interleaved, the last t go to lane 0 alone: make the
+    # interleaved part 0..3 symbols long (lanes with no symbols at all), and cut
+    # streaming blocks at the split.
+    splits = set()
+    for m in (512, 514, 1000):
+        for k in range(0, 14):
+            sym, idx = prefix_then_mps(m, k)
+            if k > 8:
+                sym[-3:] = [INT32_MIN, 99999, -99999]  # escapes at the end of the tail
+            stream = encode(sym, idx, gaussian_tables)
+            tail, _ = chunk_tail(stream)
+            assert 1 <= tail <= m
+            split = m - tail
+            splits.add(min(split, 4))
+            np.testing.assert_array_equal(decode(stream, idx, gaussian_tables), sym)
+            for cut in {max(split - 1, 0), split, split + 1}:
+                dec = Decoder(stream, gaussian_tables)
+                parts = [dec.decode(idx[:cut]), dec.decode(idx[cut:cut]), dec.decode(idx[cut:])]
+                dec.finish()
+                np.testing.assert_array_equal(np.concatenate(parts), sym)
+    assert splits == {0, 1, 2, 3, 4}
+
+
+def test_most_probable_runs_and_escapes_at_lane_ends(gaussian_tables):
+    rng = np.random.default_rng(4)
+    sym, idx = gaussian_latent(6000, 3)
+    sym[4000:] = 0
+    idx[4000:] = 0  # a run of the most probable symbol of the narrowest table
+    for pos in (0, 1, 2, 3, 4095, 4094, 4093, 4092, 4096, 5999):  # escapes at lane ends
+        sym[pos] = rng.choice([INT32_MIN, INT32_MAX, 77777])
+    for chunk in (512, 1024, 4096, 1 << 18):
+        stream = encode(sym, idx, gaussian_tables, chunk_size=chunk)
+        for threads in (1, 3):
+            np.testing.assert_array_equal(decode(stream, idx, gaussian_tables, threads=threads), sym)
+    all_mps = np.zeros(1 << 14, np.int32)
+    stream = encode(all_mps, all_mps, gaussian_tables)
+    assert chunk_tail(stream)[0] == all_mps.size  # lane 0 never holds enough: no lanes 1..3
+    np.testing.assert_array_equal(decode(stream, all_mps, gaussian_tables), all_mps)
+    assert len(stream) < 16
+
+
+def test_corrupt_tail_length_raises(gaussian_tables):
+    sym, idx = gaussian_latent(700, 9)
+    stream = encode(sym, idx, gaussian_tables)
+    tail, at = chunk_tail(stream)
+    assert stream[at] < 0x80
+    for value in range(256):
+        if value == tail:
+            continue
+        bad = stream[:at] + bytes([value]) + stream[at + 1 :]
+        with pytest.raises(BitstreamError):
+            decode(bad, idx, gaussian_tables)
+        with pytest.raises(BitstreamError):
+            dec = Decoder(bad, gaussian_tables)
+            dec.decode(idx)
+            dec.finish()
+    for value in (699, 700, 701, 1 << 14, 1 << 40):  # multi-byte tail lengths
+        enc = bytearray()
+        while True:
+            enc.append((value & 0x7F) | (0x80 if value >= 0x80 else 0))
+            value >>= 7
+            if not value:
+                break
+        with pytest.raises(BitstreamError):
+            decode(stream[:at] + bytes(enc) + stream[at + 1 :], idx, gaussian_tables)
+    with pytest.raises(BitstreamError):
+        decode(stream[:at] + b"\xff" * 12 + stream[at + 1 :], idx, gaussian_tables)
+
+
+def test_four_lane_truncation_and_bit_flips(gaussian_tables):
+    sym, idx = gaussian_latent(600, 2)
+    stream = encode(sym, idx, gaussian_tables)
+    assert _rans.stream_layout(stream)[0][2] >= _rans.MULTI_LANE_MIN_SYMBOLS
+    for cut in range(len(stream)):  # truncated tail length, states, words
+        with pytest.raises(BitstreamError):
+            decode(stream[:cut], idx, gaussian_tables)
+    raised = 0
+    for bit in range(8 * len(stream)):
+        mutated = bytearray(stream)
+        mutated[bit // 8] ^= 1 << (bit % 8)
+        try:
+            out = decode(bytes(mutated), idx, gaussian_tables)
+        except BitstreamError:
+            raised += 1
+        else:
+            np.testing.assert_array_equal(out, sym)
+    assert raised >= 8 * len(stream) - 8
+
+
+def test_chunk_size_byte_only_when_it_matters(gaussian_tables):
+    sym, idx = gaussian_latent(100, 1)
+    default = encode(sym, idx, gaussian_tables)
+    for chunk in (128, 1024, 1 << 18, 1 << 30):  # one chunk either way: same bytes
+        assert encode(sym, idx, gaussian_tables, chunk_size=chunk) == default
+    small = encode(sym, idx, gaussian_tables, chunk_size=16)
+    assert len(_rans.stream_layout(small)) == 7
+    np.testing.assert_array_equal(decode(small, idx, gaussian_tables), sym)
+
+
+def test_fixed_overhead_matches_table_model(gaussian_tables):
+    # fixed_overhead splits a stream into fixed cost and payload; the payload is what the
+    # symbols cost under the tables to within about a bit per chunk.
+    for n, chunk in ((0, None), (1, None), (40, None), (600, None), (5000, 1024), (30000, None)):
+        sym, idx = gaussian_latent(n, n)
+        stream = encode(sym, idx, gaussian_tables, chunk_size=chunk)
+        payload = len(stream) - fixed_overhead(stream)
+        chunks = max(1, len(_rans.stream_layout(stream)))
+        assert abs(payload - table_information_bits(sym, idx, gaussian_tables) / 8) <= 0.5 * chunks, n
+
+
+def test_four_lane_fixed_cost_is_small(gaussian_tables):
+    # v1 spent ~31 bytes here (4 x 8-byte states, 3 lanes starting at 2^31); v2: header,
+    # the 32-bit checksum, the tail length and under a byte of flush slack.
+    excess = []
+    for seed in range(3):
+        sym, idx = gaussian_latent(30000, seed)
+        stream = encode(sym, idx, gaussian_tables)
+        excess.append(len(stream) - table_information_bits(sym, idx, gaussian_tables) / 8)
+        assert fixed_overhead(stream) <= 13
+    assert max(excess) <= 13, excess
 
 
 # --- bad arguments ------------------------------------------------------------------------

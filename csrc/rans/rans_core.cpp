@@ -15,6 +15,9 @@ namespace {
 
 constexpr uint64_t kLow = uint64_t{1} << 31;  // lower bound of the normalised state
 constexpr uint64_t kChecksumTop = uint64_t{1} << 32;
+constexpr int kLowBits = 31;       // log2(kLow)
+constexpr int kStateLogBits = 5;   // code of floor(log2 y) - 31 for a lane state y moved
+constexpr size_t kMovedWordsMax = 3 * 3;  // words one merge of lanes 1..3 can emit
 constexpr int kNibbleBits = 4;
 constexpr uint32_t kMaxNibbles = 9;  // raw escape payloads are < 2^34
 const char* const kMismatchHint =
@@ -42,6 +45,58 @@ inline uint64_t load_le(const uint8_t* p, int bytes) {
   uint64_t v = 0;
   for (int i = 0; i < bytes; ++i) v |= static_cast<uint64_t>(p[i]) << (8 * i);
   return v;
+}
+
+inline int floor_log2(uint64_t v) {  // REQUIRES v > 0
+#if defined(__GNUC__)
+  return 63 - __builtin_clzll(v);
+#else
+  int r = 0;
+  while (v >>= 1) ++r;
+  return r;
+#endif
+}
+
+// ---- moving a lane state through lane 0 -------------------------------------------
+// A lane state y in [2^31, 2^63) is coded into lane 0's state x as raw bits: first
+// (pushed last) e = floor(log2 y) - 31 in 5 bits, then the low 31 bits of y, then the e
+// bits above them (the leading 1 is implied). push_* are encoder steps that hand
+// renormalisation words to `emit`; pop_* are their exact inverses and take words from
+// a reader `rd` (rd.word()), like any decoder step.
+
+template <class Emit>
+inline void push_bits(uint64_t& x, uint32_t value, int bits, Emit& emit) {
+  if (x >= ((kLow >> bits) << 32)) {
+    emit(static_cast<uint32_t>(x));
+    x >>= 32;
+  }
+  x = (x << bits) | value;
+}
+
+template <class Emit>
+inline void push_state(uint64_t& x, uint64_t y, Emit& emit) {
+  const int e = floor_log2(y) - kLowBits;  // 0..31
+  if (e > 0) {
+    push_bits(x, static_cast<uint32_t>(y >> kLowBits) & ((1u << e) - 1), e, emit);
+  }
+  push_bits(x, static_cast<uint32_t>(y) & static_cast<uint32_t>(kLow - 1), kLowBits, emit);
+  push_bits(x, static_cast<uint32_t>(e), kStateLogBits, emit);
+}
+
+template <class R>
+inline uint32_t pop_bits(uint64_t& x, int bits, R& rd) {
+  const uint32_t v = static_cast<uint32_t>(x) & ((1u << bits) - 1);
+  x >>= bits;
+  if (x < kLow) x = (x << 32) | rd.word();
+  return v;
+}
+
+template <class R>
+inline uint64_t pop_state(uint64_t& x, R& rd) {
+  const int e = static_cast<int>(pop_bits(x, kStateLogBits, rd));
+  uint64_t y = pop_bits(x, kLowBits, rd);
+  if (e > 0) y |= static_cast<uint64_t>(pop_bits(x, e, rd)) << kLowBits;
+  return y | (uint64_t{1} << (kLowBits + e));
 }
 
 uint64_t chunk_seed(uint64_t fingerprint, uint64_t chunk_index) {
@@ -109,6 +164,36 @@ struct Encoder {
   }
 };
 
+// Encoder-side word output for push_state: words are written backwards.
+struct WordSink {
+  uint32_t* ptr;
+  void operator()(uint32_t w) { *--ptr = w; }
+};
+
+// Encoder-side reader for the pops that seed lanes 1..3: takes back the words lane 0
+// emitted last (they leave the stream; the decoder's pushes regenerate them). `ok`
+// turns false if lane 0 has emitted too few.
+struct Unemitter {
+  uint32_t* ptr;
+  uint32_t* end;
+  bool ok = true;
+  uint32_t word() {
+    if (ptr == end) {
+      ok = false;
+      return 0;
+    }
+    return *ptr++;
+  }
+};
+
+void put_varint(std::vector<uint8_t>& out, uint64_t v) {
+  while (v >= 0x80) {
+    out.push_back(static_cast<uint8_t>(v) | 0x80);
+    v >>= 7;
+  }
+  out.push_back(static_cast<uint8_t>(v));
+}
+
 std::vector<uint8_t> encode_chunk(const TableSet& tables, const int32_t* symbols,
                                   const int32_t* indexes, size_t m, uint64_t chunk_index,
                                   size_t base) {
@@ -124,17 +209,37 @@ std::vector<uint8_t> encode_chunk(const TableSet& tables, const int32_t* symbols
   PairHasher hasher(chunk_seed(tables.fingerprint(), chunk_index));
   hasher.update(symbols, indexes, m);
 
-  const size_t lanes = lanes_for(m);
-  std::vector<uint32_t> words(m + extra_steps + 1);  // each step emits <= 1 word
+  // Each step emits <= 1 word; + the moved lane states and the split final state.
+  std::vector<uint32_t> words(m + extra_steps + kMovedWordsMax + 1);
   uint32_t* const words_end = words.data() + words.size();
   Encoder enc{words_end, (kLow >> tables.precision()) << 32, tables.precision()};
   uint64_t x0 = kChecksumTop | hasher.digest();
-  uint64_t x1 = kLow, x2 = kLow, x3 = kLow;
-  if (lanes == 1) {
-    for (size_t i = m; i-- > 0;) enc.symbol(x0, tables, symbols[i], indexes[i]);
-  } else {
+  uint64_t x1 = 0, x2 = 0, x3 = 0;
+  size_t split = 0;  // symbols [0, split) go to 4 lanes, [split, m) to lane 0 alone
+  if (lanes_for(m) == 4) {
+    // Code the tail into lane 0 (in reverse, as always) until lane 0 holds enough to
+    // pop the initial states of lanes 3, 2, 1 out of it; those pops are undone by the
+    // decoder's pushes, so the lanes' initial states cost nothing (bits-back).
+    for (size_t t = 0; t < m; ++t) {
+      // Three pops take at most 3 * 67 bits and leave x0 >= 2^31: no use trying before
+      // lane 0 has emitted 3 words.
+      if (words_end - enc.ptr >= 3) {
+        Unemitter rd{enc.ptr, words_end};
+        uint64_t x = x0;
+        const uint64_t y3 = pop_state(x, rd);
+        const uint64_t y2 = pop_state(x, rd);
+        const uint64_t y1 = pop_state(x, rd);
+        if (rd.ok) {
+          x0 = x, x1 = y1, x2 = y2, x3 = y3;
+          enc.ptr = rd.ptr;
+          split = m - t;
+          break;
+        }
+      }
+      enc.symbol(x0, tables, symbols[m - 1 - t], indexes[m - 1 - t]);
+    }
     // Symbols are coded in reverse; lane = position % 4.
-    size_t i = m;
+    size_t i = split;
     for (; i % 4 != 0; --i) {
       uint64_t* lane[4] = {&x0, &x1, &x2, &x3};
       enc.symbol(*lane[(i - 1) & 3], tables, symbols[i - 1], indexes[i - 1]);
@@ -145,36 +250,31 @@ std::vector<uint8_t> encode_chunk(const TableSet& tables, const int32_t* symbols
       enc.symbol(x1, tables, symbols[i - 3], indexes[i - 3]);
       enc.symbol(x0, tables, symbols[i - 4], indexes[i - 4]);
     }
+    if (split > 0) {  // the decoder pops lanes 1, 2, 3 from lane 0 first
+      WordSink sink{enc.ptr};  // (a copy: taking enc's address would slow the loops above)
+      push_state(x0, x3, sink);
+      push_state(x0, x2, sink);
+      push_state(x0, x1, sink);
+      enc.ptr = sink.ptr;
+    }
+  } else {
+    for (size_t i = m; i-- > 0;) enc.symbol(x0, tables, symbols[i], indexes[i]);
   }
 
   std::vector<uint8_t> out;
-  if (lanes == 1) {
-    if (x0 >> 56) {  // needs 8 bytes: split so the head stays 4..7 bytes long
-      *--enc.ptr = static_cast<uint32_t>(x0);
-      x0 >>= 32;
-    }
-    int k = 4;
-    while (k < 8 && (x0 >> (8 * k)) != 0) ++k;
-    const size_t nwords = static_cast<size_t>(words_end - enc.ptr);
-    out.resize(static_cast<size_t>(k) + 4 * nwords);
-    store_le(out.data(), x0, k);
-    for (size_t w = 0; w < nwords; ++w) store_le(out.data() + k + 4 * w, enc.ptr[w], 4);
-  } else {
-    const size_t nwords = static_cast<size_t>(words_end - enc.ptr);
-    out.resize(32 + 4 * nwords);
-    const uint64_t states[4] = {x0, x1, x2, x3};
-    for (int l = 0; l < 4; ++l) store_le(out.data() + 8 * l, states[l], 8);
-    for (size_t w = 0; w < nwords; ++w) store_le(out.data() + 32 + 4 * w, enc.ptr[w], 4);
+  if (lanes_for(m) == 4) put_varint(out, m - split);
+  if (x0 >> 56) {  // needs 8 bytes: split so the head stays 4..7 bytes long
+    *--enc.ptr = static_cast<uint32_t>(x0);
+    x0 >>= 32;
   }
+  int k = 4;
+  while (k < 8 && (x0 >> (8 * k)) != 0) ++k;
+  const size_t nwords = static_cast<size_t>(words_end - enc.ptr);
+  const size_t head = out.size();
+  out.resize(head + static_cast<size_t>(k) + 4 * nwords);
+  store_le(out.data() + head, x0, k);
+  for (size_t w = 0; w < nwords; ++w) store_le(out.data() + head + k + 4 * w, enc.ptr[w], 4);
   return out;
-}
-
-void put_varint(std::vector<uint8_t>& out, uint64_t v) {
-  while (v >= 0x80) {
-    out.push_back(static_cast<uint8_t>(v) | 0x80);
-    v >>= 7;
-  }
-  out.push_back(static_cast<uint8_t>(v));
 }
 
 uint64_t get_varint(const uint8_t* data, size_t size, size_t& pos, const char* what) {
@@ -265,8 +365,11 @@ std::vector<uint8_t> encode(const TableSet& tables, const int32_t* symbols,
   std::vector<uint8_t> out;
   out.push_back(kMagic);
   out.push_back(static_cast<uint8_t>((kFormatVersion << 5) | (tables.precision() - 1)));
-  put_varint(out, n);
-  out.push_back(static_cast<uint8_t>(chunk_log2));
+  // The chunk-size byte is left out when it would not change the chunking.
+  const bool chunk_byte = chunk_log2 != kDefaultChunkLog2 &&
+                          n > (size_t{1} << std::min(chunk_log2, kDefaultChunkLog2));
+  put_varint(out, (static_cast<uint64_t>(n) << 1) | (chunk_byte ? 1u : 0u));
+  if (chunk_byte) out.push_back(static_cast<uint8_t>(chunk_log2));
   size_t payload = 0;
   for (size_t c = 0; c < num_chunks; ++c) {
     if (c + 1 < num_chunks) put_varint(out, chunks[c].size());
@@ -283,7 +386,7 @@ std::vector<uint8_t> encode(const TableSet& tables, const int32_t* symbols,
 }
 
 StreamLayout parse_stream(const uint8_t* data, size_t size) {
-  if (size < 4) {
+  if (size < 3) {
     throw BitstreamError("stream too short (" + std::to_string(size) +
                          " bytes): not a gwn_fast rANS stream");
   }
@@ -304,9 +407,13 @@ StreamLayout parse_stream(const uint8_t* data, size_t size) {
                          std::to_string(kMaxPrecision));
   }
   size_t pos = 2;
-  layout.num_symbols = get_varint(data, size, pos, "symbol count");
-  if (pos >= size) throw BitstreamError("truncated stream header (chunk size)");
-  layout.chunk_log2 = data[pos++];
+  const uint64_t count = get_varint(data, size, pos, "symbol count");
+  layout.num_symbols = count >> 1;
+  layout.chunk_log2 = kDefaultChunkLog2;
+  if (count & 1) {
+    if (pos >= size) throw BitstreamError("truncated stream header (chunk size)");
+    layout.chunk_log2 = data[pos++];
+  }
   if (layout.chunk_log2 < kMinChunkLog2 || layout.chunk_log2 > kMaxChunkLog2) {
     throw BitstreamError("corrupt stream header: chunk size 2**" +
                          std::to_string(layout.chunk_log2) + " out of range");
@@ -345,61 +452,45 @@ StreamLayout parse_stream(const uint8_t* data, size_t size) {
 
 // ---- decoder ------------------------------------------------------------------
 
-ChunkDecoder::ChunkDecoder(const TableSet& tables, const uint8_t* begin, const uint8_t* end,
-                           uint64_t chunk_index, size_t num_symbols)
-    : tables_(tables),
-      ptr_(begin),
-      end_(end),
-      seed_(chunk_seed(tables.fingerprint(), chunk_index)),
-      count_(num_symbols),
-      lanes_(static_cast<int>(lanes_for(num_symbols))),
-      hasher_(seed_) {
-  const size_t size = static_cast<size_t>(end - begin);
-  if (lanes_ == 4) {
-    if (size < 32) throw_truncated();
-    for (int l = 0; l < 4; ++l) state_[l] = load_le(ptr_ + 8 * l, 8);
-    ptr_ += 32;
-  } else {
-    const int k = 4 + static_cast<int>(size % 4);
-    if (size < static_cast<size_t>(k)) throw_truncated();
-    uint64_t x = load_le(ptr_, k);
-    ptr_ += k;
-    if (x < kLow) {
-      if (end_ - ptr_ < 4) throw_truncated();
-      x = (x << 32) | load_le32(ptr_);
-      ptr_ += 4;
-    }
-    state_[0] = x;
-  }
-  for (int l = 0; l < lanes_; ++l) {
-    if (state_[l] < kLow || (state_[l] >> 63) != 0) {
-      throw BitstreamError(std::string("corrupt stream: invalid coder state at a chunk start") +
-                           kMismatchHint);
-    }
-  }
-}
-
 namespace {
 
 struct Reader {
   const uint8_t* ptr;
   const uint8_t* end;
+  inline uint32_t word() {
+    if (end - ptr < 4) throw_truncated();
+    const uint32_t w = load_le32(ptr);
+    ptr += 4;
+    return w;
+  }
   inline void renorm(uint64_t& x) {
-    if (x < kLow) {
-      if (end - ptr < 4) throw_truncated();
-      x = (x << 32) | load_le32(ptr);
-      ptr += 4;
-    }
+    if (x < kLow) x = (x << 32) | word();
   }
-  inline uint32_t get_bits(uint64_t& x, int bits) {
-    const uint32_t v = static_cast<uint32_t>(x) & ((1u << bits) - 1);
-    x >>= bits;
-    renorm(x);
-    return v;
-  }
+  inline uint32_t get_bits(uint64_t& x, int bits) { return pop_bits(x, bits, *this); }
 };
 
-GWN_NOINLINE int32_t decode_escape(uint64_t& x, Reader& rd, const TableSet::Info& in) {
+// Lane 0 right after the merge of lanes 1..3: the words that merge emitted come first
+// (last emitted, first read), then the chunk's bytes.
+struct PushbackReader {
+  const uint8_t* ptr;
+  const uint8_t* end;
+  const uint32_t* pushed;
+  int count;
+  uint32_t word() {
+    if (count > 0) return pushed[--count];
+    if (end - ptr < 4) throw_truncated();
+    const uint32_t w = load_le32(ptr);
+    ptr += 4;
+    return w;
+  }
+  void renorm(uint64_t& x) {
+    if (x < kLow) x = (x << 32) | word();
+  }
+  uint32_t get_bits(uint64_t& x, int bits) { return pop_bits(x, bits, *this); }
+};
+
+template <class R>
+GWN_NOINLINE int32_t decode_escape(uint64_t& x, R& rd, const TableSet::Info& in) {
   const uint32_t n = rd.get_bits(x, kNibbleBits);
   if (n > kMaxNibbles) {
     throw BitstreamError("corrupt stream: escape with " + std::to_string(n) + " nibbles" +
@@ -420,7 +511,8 @@ GWN_NOINLINE int32_t decode_escape(uint64_t& x, Reader& rd, const TableSet::Info
   return static_cast<int32_t>(value);
 }
 
-inline int32_t decode_symbol(uint64_t& x, Reader& rd, const TableSet& tables, int32_t index,
+template <class R>
+inline int32_t decode_symbol(uint64_t& x, R& rd, const TableSet& tables, int32_t index,
                              int precision, uint32_t mask) {
   const TableSet::Info& in = tables.info(index);
   const uint32_t slot = static_cast<uint32_t>(x) & mask;
@@ -434,54 +526,124 @@ inline int32_t decode_symbol(uint64_t& x, Reader& rd, const TableSet& tables, in
   return decode_escape(x, rd, in);
 }
 
+[[noreturn]] GWN_NOINLINE void throw_bad_state() {
+  throw BitstreamError(std::string("corrupt stream: invalid coder state") + kMismatchHint);
+}
+
 }  // namespace
 
-template <int kLanes>
-void ChunkDecoder::decode_lanes(const int32_t* indexes, int32_t* out, size_t n) {
-  const int precision = tables_.precision();
-  const uint32_t mask = (1u << precision) - 1;
+ChunkDecoder::ChunkDecoder(const TableSet& tables, const uint8_t* begin, const uint8_t* end,
+                           uint64_t chunk_index, size_t num_symbols)
+    : tables_(tables),
+      ptr_(begin),
+      end_(end),
+      seed_(chunk_seed(tables.fingerprint(), chunk_index)),
+      count_(num_symbols),
+      hasher_(seed_) {
+  if (lanes_for(num_symbols) == 4) {
+    // varint t = the tail length, 1 <= t <= m (t = 0 never comes from the encoder but
+    // decodes consistently).
+    uint64_t t = 0;
+    for (int shift = 0;; shift += 7) {
+      if (ptr_ == end_) throw_truncated();
+      if (shift > 56) throw_bad_state();  // >= 2^63: more than any chunk holds
+      const uint8_t b = *ptr_++;
+      t |= static_cast<uint64_t>(b & 0x7F) << shift;
+      if (!(b & 0x80)) break;
+    }
+    if (t > num_symbols) {
+      throw BitstreamError("corrupt stream: tail of " + std::to_string(t) +
+                           " symbols in a chunk of " + std::to_string(num_symbols) +
+                           kMismatchHint);
+    }
+    split_ = num_symbols - static_cast<size_t>(t);
+  }
+  const size_t size = static_cast<size_t>(end_ - ptr_);
+  const int k = 4 + static_cast<int>(size % 4);
+  if (size < static_cast<size_t>(k)) throw_truncated();
+  uint64_t x = load_le(ptr_, k);
+  ptr_ += k;
   Reader rd{ptr_, end_};
-  size_t i = 0;
-  if (kLanes == 1) {
-    uint64_t x = state_[0];
-    for (; i < n; ++i) out[i] = decode_symbol(x, rd, tables_, indexes[i], precision, mask);
-    state_[0] = x;
-  } else {
-    // Align to a multiple of 4 positions, then run four lanes in lockstep.
-    for (; i < n && (pos_ + i) % 4 != 0; ++i) {
-      uint64_t& x = state_[(pos_ + i) & 3];
-      out[i] = decode_symbol(x, rd, tables_, indexes[i], precision, mask);
-    }
-    uint64_t x0 = state_[0], x1 = state_[1], x2 = state_[2], x3 = state_[3];
-    for (; i + 4 <= n; i += 4) {
-      out[i] = decode_symbol(x0, rd, tables_, indexes[i], precision, mask);
-      out[i + 1] = decode_symbol(x1, rd, tables_, indexes[i + 1], precision, mask);
-      out[i + 2] = decode_symbol(x2, rd, tables_, indexes[i + 2], precision, mask);
-      out[i + 3] = decode_symbol(x3, rd, tables_, indexes[i + 3], precision, mask);
-    }
-    state_[0] = x0, state_[1] = x1, state_[2] = x2, state_[3] = x3;
-    for (; i < n; ++i) {
-      uint64_t& x = state_[(pos_ + i) & 3];
-      out[i] = decode_symbol(x, rd, tables_, indexes[i], precision, mask);
-    }
+  if (x < kLow) x = (x << 32) | rd.word();
+  if (x < kLow || (x >> 63) != 0) throw_bad_state();
+  state_[0] = x;
+  if (split_ > 0) {  // lanes 1..3 start from states stored in lane 0
+    for (int l = 1; l < 4; ++l) state_[l] = pop_state(state_[0], rd);
+    merged_ = false;
   }
   ptr_ = rd.ptr;
 }
 
-void ChunkDecoder::decode(const int32_t* indexes, int32_t* out, size_t n) {
-  if (lanes_ == 1) {
-    decode_lanes<1>(indexes, out, n);
-  } else {
-    decode_lanes<4>(indexes, out, n);
+void ChunkDecoder::decode_interleaved(const int32_t* indexes, int32_t* out, size_t n) {
+  const int precision = tables_.precision();
+  const uint32_t mask = (1u << precision) - 1;
+  Reader rd{ptr_, end_};
+  size_t i = 0;
+  // Align to a multiple of 4 positions, then run four lanes in lockstep.
+  for (; i < n && (pos_ + i) % 4 != 0; ++i) {
+    uint64_t& x = state_[(pos_ + i) & 3];
+    out[i] = decode_symbol(x, rd, tables_, indexes[i], precision, mask);
   }
+  uint64_t x0 = state_[0], x1 = state_[1], x2 = state_[2], x3 = state_[3];
+  for (; i + 4 <= n; i += 4) {
+    out[i] = decode_symbol(x0, rd, tables_, indexes[i], precision, mask);
+    out[i + 1] = decode_symbol(x1, rd, tables_, indexes[i + 1], precision, mask);
+    out[i + 2] = decode_symbol(x2, rd, tables_, indexes[i + 2], precision, mask);
+    out[i + 3] = decode_symbol(x3, rd, tables_, indexes[i + 3], precision, mask);
+  }
+  state_[0] = x0, state_[1] = x1, state_[2] = x2, state_[3] = x3;
+  for (; i < n; ++i) {
+    uint64_t& x = state_[(pos_ + i) & 3];
+    out[i] = decode_symbol(x, rd, tables_, indexes[i], precision, mask);
+  }
+  ptr_ = rd.ptr;
+}
+
+// After the interleaved part: push the end states of lanes 1..3 (their initial states,
+// if the stream is intact) back into lane 0, which then holds the tail.
+void ChunkDecoder::merge_lanes() {
+  auto emit = [this](uint32_t w) { pushback_[pushed_++] = w; };
+  for (int l = 1; l < 4; ++l) {
+    if (state_[l] < kLow || (state_[l] >> 63) != 0) throw_bad_state();
+    push_state(state_[0], state_[l], emit);
+  }
+  merged_ = true;
+}
+
+void ChunkDecoder::decode_tail(const int32_t* indexes, int32_t* out, size_t n) {
+  const int precision = tables_.precision();
+  const uint32_t mask = (1u << precision) - 1;
+  uint64_t x = state_[0];
+  size_t i = 0;
+  if (pushed_ > 0) {
+    PushbackReader prd{ptr_, end_, pushback_, pushed_};
+    for (; i < n && prd.count > 0; ++i) {
+      out[i] = decode_symbol(x, prd, tables_, indexes[i], precision, mask);
+    }
+    ptr_ = prd.ptr;
+    pushed_ = prd.count;
+  }
+  Reader rd{ptr_, end_};
+  for (; i < n; ++i) out[i] = decode_symbol(x, rd, tables_, indexes[i], precision, mask);
+  ptr_ = rd.ptr;
+  state_[0] = x;
+}
+
+void ChunkDecoder::decode(const int32_t* indexes, int32_t* out, size_t n) {
+  size_t i = 0;
+  if (pos_ < split_) {
+    i = std::min(n, split_ - pos_);
+    decode_interleaved(indexes, out, i);
+  }
+  if (!merged_ && pos_ + i == split_) merge_lanes();
+  if (i < n) decode_tail(indexes + i, out + i, n - i);
   hasher_.update(out, indexes, n);
   pos_ += n;
 }
 
 void ChunkDecoder::finish() const {
-  bool ok = ptr_ == end_;
-  ok = ok && state_[0] == (kChecksumTop | hasher_.digest());
-  for (int l = 1; l < lanes_; ++l) ok = ok && state_[l] == kLow;
+  const bool ok = merged_ && pushed_ == 0 && ptr_ == end_ &&
+                  state_[0] == (kChecksumTop | hasher_.digest());
   if (!ok) {
     throw BitstreamError(std::string("checksum mismatch: the decoded symbols are not the "
                                      "encoded ones") + kMismatchHint);

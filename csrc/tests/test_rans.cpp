@@ -1,8 +1,9 @@
 // Self-test and seeded fuzz loop for the C++ core, meant to run under
 // AddressSanitizer + UBSan (cmake -DGWN_SANITIZE=ON -DGWN_BUILD_TESTS=ON; ctest).
 // Checks round trips (escapes, int32 extremes, lanes, chunks, threads, streaming
-// blocks) and that corrupt streams raise BitstreamError without touching memory they
-// do not own. Usage: rans_selftest [fuzz_seconds]
+// blocks, the 4-lane chunk's lane-0 tail and moved lane states) and that corrupt
+// streams raise BitstreamError without touching memory they do not own.
+// Usage: rans_selftest [fuzz_seconds]
 #include <chrono>
 #include <cmath>
 #include <memory>
@@ -78,10 +79,10 @@ void test_round_trips() {
     const Tables t = gaussian_tables(precision);
     const gwn::TableSet set = make_set(t, precision);
     std::mt19937_64 rng(precision);
-    for (size_t n : {0, 1, 2, 3, 5, 63, 511, 512, 513, 4096, 70000}) {
+    for (size_t n : {0, 1, 2, 3, 5, 63, 511, 512, 513, 514, 515, 1027, 4096, 70000}) {
       std::vector<int32_t> sym, idx;
       random_data(rng, n, set.num_tables(), sym, idx);
-      for (int chunk_log2 : {4, 10, 18}) {
+      for (int chunk_log2 : {4, 9, 10, 18}) {
         const std::vector<uint8_t> a = gwn::encode(set, sym.data(), idx.data(), n, 1, chunk_log2);
         const std::vector<uint8_t> b = gwn::encode(set, sym.data(), idx.data(), n, 3, chunk_log2);
         CHECK(a == b);  // bytes independent of threads
@@ -103,6 +104,138 @@ void test_round_trips() {
       }
     }
   }
+}
+
+// Decodes `data` in one call and streaming in blocks cut at `cuts`; true if both give sym.
+bool round_trips(const gwn::TableSet& set, const std::vector<uint8_t>& data,
+                 const std::vector<int32_t>& sym, const std::vector<int32_t>& idx,
+                 std::vector<size_t> cuts) {
+  const size_t n = sym.size();
+  std::vector<int32_t> out(n);
+  gwn::decode(set, data.data(), data.size(), idx.data(), out.data(), n, 1);
+  if (out != sym) return false;
+  cuts.push_back(n);
+  std::vector<int32_t> out2(n);
+  gwn::StreamDecoder dec(set, data.data(), data.size());
+  size_t pos = 0;
+  for (size_t cut : cuts) {
+    cut = std::min(std::max(cut, pos), n);
+    dec.decode(idx.data() + pos, out2.data() + pos, cut - pos);
+    pos = cut;
+  }
+  dec.finish();
+  return out2 == sym;
+}
+
+// The tail length t of the stream's first chunk (a 4-lane chunk) and where it is stored.
+size_t first_tail(const std::vector<uint8_t>& data, size_t* at = nullptr) {
+  const gwn::StreamLayout layout = gwn::parse_stream(data.data(), data.size());
+  size_t p = layout.chunk_begin[0], t = 0;
+  if (at) *at = p;
+  for (int shift = 0;; shift += 7) {
+    t |= static_cast<size_t>(data[p] & 0x7F) << shift;
+    if (!(data[p++] & 0x80)) return t;
+  }
+}
+
+// 4-lane chunks whose interleaved part is 0..3 symbols long (lanes without symbols),
+// long runs of the most probable symbol (lane 0 never holds enough: t == m), escapes
+// on both sides of the split, blocks cut at the split.
+void test_tail_and_split() {
+  const Tables t = gaussian_tables(16);
+  const gwn::TableSet set = make_set(t, 16);
+  const int32_t kMin = std::numeric_limits<int32_t>::min();
+  const int32_t kMax = std::numeric_limits<int32_t>::max();
+  bool seen[5] = {false, false, false, false, false};  // split 0, 1, 2, 3, >= 4
+  for (size_t m : {512, 515, 2048}) {
+    for (size_t k = 0; k <= 16; ++k) {
+      // k int32 extremes (~50 bits each, on the narrowest table) then zeros (most probable)
+      std::vector<int32_t> sym(m, 0), idx(m, 0);
+      for (size_t i = 0; i < k; ++i) sym[i] = (i % 2) ? kMin : kMax;
+      if (k > 8) sym[m - 1] = kMin, sym[m - 2] = 12345;  // escapes at the very end too
+      const std::vector<uint8_t> data = gwn::encode(set, sym.data(), idx.data(), m, 1);
+      const size_t tail = first_tail(data);
+      CHECK(tail >= 1 && tail <= m);
+      const size_t split = m - tail;
+      seen[std::min<size_t>(split, 4)] = true;
+      CHECK(round_trips(set, data, sym, idx, {}));
+      for (size_t c : {split - (split > 0), split, split + 1}) {
+        CHECK(round_trips(set, data, sym, idx, {c}));
+        CHECK(round_trips(set, data, sym, idx, {c, c, c + 1, c + 5}));
+      }
+    }
+  }
+  for (bool s : seen) CHECK(s);
+  // A latent whose end is all most-probable symbols: a long tail, still exact.
+  std::mt19937_64 rng(7);
+  std::vector<int32_t> sym, idx;
+  random_data(rng, 5000, set.num_tables(), sym, idx);
+  for (size_t i = 3000; i < 5000; ++i) sym[i] = 0, idx[i] = 0;
+  const std::vector<uint8_t> data = gwn::encode(set, sym.data(), idx.data(), sym.size(), 1, 12);
+  CHECK(first_tail(data) > 1096);  // chunk 0 ends with 1096 most probable symbols
+  CHECK(round_trips(set, data, sym, idx, {1, 2000, 2095, 3000, 4095, 4096, 4097}));
+}
+
+// Every value of the tail length and every truncation of a 4-lane chunk: decode raises
+// BitstreamError or returns the right symbols, never crashes.
+void test_corrupt_tail_and_states() {
+  const Tables t = gaussian_tables(16);
+  const gwn::TableSet set = make_set(t, 16);
+  std::mt19937_64 rng(11);
+  std::vector<int32_t> sym, idx;
+  random_data(rng, 600, set.num_tables(), sym, idx);
+  const std::vector<uint8_t> data = gwn::encode(set, sym.data(), idx.data(), sym.size(), 1);
+  size_t at = 0;
+  const size_t tail = first_tail(data, &at);
+  CHECK(data[at] < 0x80);  // one varint byte
+  size_t raised = 0, tried = 0;
+  auto attempt = [&](const std::vector<uint8_t>& bytes) {
+    std::unique_ptr<uint8_t[]> buf(new uint8_t[bytes.size() + 1]);
+    if (!bytes.empty()) std::memcpy(buf.get(), bytes.data(), bytes.size());
+    std::vector<int32_t> out(sym.size());
+    ++tried;
+    try {
+      gwn::decode(set, buf.get(), bytes.size(), idx.data(), out.data(), out.size(), 1);
+      CHECK(out == sym);
+    } catch (const gwn::BitstreamError&) {
+      ++raised;
+    }
+  };
+  for (int v = 0; v < 256; ++v) {  // one-byte tail lengths, and 0x80.. continuing into the state
+    if (static_cast<size_t>(v) == tail) continue;
+    std::vector<uint8_t> bad = data;
+    bad[at] = static_cast<uint8_t>(v);
+    attempt(bad);
+  }
+  for (size_t v : {599u, 600u, 601u, 1000u, 16384u, 1u << 30}) {  // multi-byte varints
+    std::vector<uint8_t> bad(data.begin(), data.begin() + static_cast<long>(at));
+    for (size_t w = v; ; w >>= 7) {
+      bad.push_back(static_cast<uint8_t>((w & 0x7F) | (w >= 0x80 ? 0x80 : 0)));
+      if (w < 0x80) break;
+    }
+    bad.insert(bad.end(), data.begin() + static_cast<long>(at) + 1, data.end());
+    attempt(bad);
+  }
+  std::vector<uint8_t> overlong(data.begin(), data.begin() + static_cast<long>(at));
+  overlong.insert(overlong.end(), 12, 0xFF);
+  overlong.insert(overlong.end(), data.begin() + static_cast<long>(at) + 1, data.end());
+  attempt(overlong);
+  CHECK(raised == tried);
+  for (size_t cut = 0; cut < data.size(); ++cut) {  // truncated states and words
+    raised = tried = 0;
+    attempt(std::vector<uint8_t>(data.begin(), data.begin() + static_cast<long>(cut)));
+    CHECK(raised == 1);
+  }
+  // A v1 stream (same header layout up to the version) is refused by version.
+  std::vector<uint8_t> v1 = data;
+  v1[1] = static_cast<uint8_t>((1 << 5) | (v1[1] & 31));
+  bool threw = false;
+  try {
+    gwn::parse_stream(v1.data(), v1.size());
+  } catch (const gwn::BitstreamError& e) {
+    threw = std::strstr(e.what(), "version 1") != nullptr;
+  }
+  CHECK(threw);
 }
 
 void test_errors() {
@@ -140,7 +273,12 @@ size_t fuzz(double seconds) {
     std::vector<int32_t> sym, idx;
     const size_t n = std::uniform_int_distribution<size_t>(0, 1200)(rng);
     random_data(rng, n, set.num_tables(), sym, idx);
-    std::vector<uint8_t> data = gwn::encode(set, sym.data(), idx.data(), n, 1, 8);
+    if (rng() % 3 == 0) {  // a run of most probable symbols: long lane-0 tails
+      const size_t from = n ? rng() % n : 0;
+      for (size_t i = from; i < n; ++i) sym[i] = 0, idx[i] = 0;
+    }
+    const int chunk_log2 = (rng() % 2) ? 8 : 10;  // 1- and 4-lane chunks
+    std::vector<uint8_t> data = gwn::encode(set, sym.data(), idx.data(), n, 1, chunk_log2);
     const int kind = static_cast<int>(rng() % 4);
     if (kind == 0 && !data.empty()) {
       data.resize(rng() % data.size());  // truncate
@@ -179,6 +317,8 @@ size_t fuzz(double seconds) {
 int main(int argc, char** argv) {
   const double seconds = argc > 1 ? std::atof(argv[1]) : 5.0;
   test_round_trips();
+  test_tail_and_split();
+  test_corrupt_tail_and_states();
   test_errors();
   const size_t cases = fuzz(seconds);
   std::printf("rans_selftest: %zu fuzz cases, %d failures\n", cases, failures);

@@ -54,7 +54,8 @@ def encode(symbols, indexes, tables: CdfTables, threads: int | None = None, *, c
         tables: the :class:`CdfTables`.
         threads: chunks coded at once (default: all cores). The bytes do not depend on it.
         chunk_size: symbols per independently coded chunk (a power of two; default
-            2**18). Recorded in the header.
+            2**18). Recorded in the header when it changes the chunking (a stream that
+            fits one chunk is the same for every chunk size).
 
     Returns:
         The stream as ``bytes``.
@@ -135,32 +136,70 @@ class Decoder:
         self._native.finish()
 
 
+# Mean of log2(1 + u), u ~ U[0, 1): the excess over its bit count of a state 2^b + (b
+# uniform bits), such as lane 0's initial state 2^32 + h (h the uniform 32-bit checksum).
+_UNIFORM_STATE_EXCESS = (2 * math.log(2) - 1) / math.log(2)
+_LOW = 1 << 31
+
+
+def _pop_bits(x: int, bits: int, data: bytes, pos: int) -> tuple[int, int, int]:
+    """One raw-bits decoder step on a lane state (as the C++ decoder does it)."""
+    value = x & ((1 << bits) - 1)
+    x >>= bits
+    if x < _LOW:
+        x = (x << 32) | int.from_bytes(data[pos : pos + 4], "little")
+        pos += 4
+    return value, x, pos
+
+
 def fixed_overhead(data: bytes) -> float:
     """Bytes of ``data`` that carry no symbol information: the header (with chunk
-    lengths) plus, per rANS lane, the initial state (which holds the checksum) and the
-    slack of the stored final state. The rest, ``len(data) - fixed_overhead(data)``, is
-    the payload: what the symbols cost under the tables. Raises BitstreamError for a
-    malformed header.
+    lengths) plus, per chunk, the checksum-carrying initial state, the tail length and
+    the slack of the stored final states. The rest, ``len(data) - fixed_overhead(data)``,
+    is the payload: what the symbols cost under the tables (to within about a bit per
+    chunk: the lane states that travel through lane 0 are counted at their exact cost
+    when stored and at their mean when reclaimed). Raises BitstreamError for a malformed
+    header.
     """
     data = _as_bytes(data)
     chunks = _rans.stream_layout(data)
     if not chunks:
         return float(len(data))
     # Lane 0 starts at 2**32 + h with h the (uniform) 32-bit checksum: log2 of that is
-    # 32 + (2 ln 2 - 1) / ln 2 on average (exact to within 0.56 bit per chunk).
-    checksum_state_bits = 32 + (2 * math.log(2) - 1) / math.log(2)
+    # 32 + 0.557 bits on average (exact to within 0.56 bit per chunk).
+    checksum_state_bits = 32 + _UNIFORM_STATE_EXCESS
     bits = 8.0 * chunks[0][0]  # header
     for begin, end, symbols in chunks:
-        if symbols >= _rans.MULTI_LANE_MIN_SYMBOLS:
-            for lane in range(4):
-                state = int.from_bytes(data[begin + 8 * lane : begin + 8 * lane + 8], "little")
-                initial = checksum_state_bits if lane == 0 else 31  # else exactly 2**31
-                bits += 64 - math.log2(state) + initial
-        else:
-            stored = 4 + (end - begin) % 4
-            state = int.from_bytes(data[begin : begin + stored], "little")
-            if state < 1 << 31:  # a split state: its low word follows
-                state = (state << 32) | int.from_bytes(data[begin + stored : begin + stored + 4], "little")
-                stored += 4
-            bits += 8 * stored - math.log2(state) + checksum_state_bits
+        pos = begin
+        tail = symbols
+        if symbols >= _rans.MULTI_LANE_MIN_SYMBOLS:  # varint tail length
+            tail, shift = 0, 0
+            while pos < end:
+                byte = data[pos]
+                pos += 1
+                tail |= (byte & 0x7F) << shift
+                shift += 7
+                if not byte & 0x80:
+                    break
+            bits += 8 * (pos - begin)
+        stored = 4 + (end - pos) % 4
+        state = int.from_bytes(data[pos : pos + stored], "little")
+        pos += stored
+        if state < _LOW:  # a split state: its low word follows
+            state = (state << 32) | int.from_bytes(data[pos : pos + 4], "little")
+            pos += 4
+            stored += 4
+        bits += 8 * stored - math.log2(max(state, 1)) + checksum_state_bits
+        if tail < symbols:
+            # Lanes 1..3 live in lane 0: each end state y costs 5 + floor(log2 y) bits
+            # where it is stored, minus its log2; each initial state, popped out of lane
+            # 0 as 5 + e uniform bits, gives back 5 - 0.557 bits on average.
+            for _ in range(3):
+                e, state, pos = _pop_bits(state, 5, data, pos)
+                low, state, pos = _pop_bits(state, 31, data, pos)
+                high = 0
+                if e:
+                    high, state, pos = _pop_bits(state, e, data, pos)
+                y = (1 << (31 + e)) | (high << 31) | low
+                bits += (5 + 31 + e - math.log2(y)) - (5 - _UNIFORM_STATE_EXCESS)
     return bits / 8
