@@ -79,7 +79,8 @@ def safe_bd(anchor, test):
 
 def main():
     FIGURES.mkdir(exist_ok=True)
-    for block in ("beta_digits", "beta_digits_long", "independent_beta2", "dependent_beta1"):
+    for block in ("beta_digits", "beta_digits_long", "independent_beta2", "dependent_beta1",
+                  "known_good_mixture", "known_good_independent"):
         rows = load(block)
         if rows:
             print(f"### {block}\n")
