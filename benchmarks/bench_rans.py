@@ -6,19 +6,22 @@
 A Gaussian-conditional latent: scales log-uniform in [0.11, 256], mean 0, values
 round(N(0, scale)); CompressAI's 64-entry scale table. Providers (best of several rounds):
 - ``compressai_e2e``: ``GaussianConditional.compress/decompress`` from tensors, indexes
-  built from the scales (what a CompressAI model does);
+  built from the scales (what a CompressAI model does), torch on one thread;
 - ``compressai_raw``: ``compressai.ans.RansEncoder/RansDecoder`` with the same tables
   (the Python-list conversion it needs is included);
 - ``constriction``: ``AnsCoder`` with a per-symbol ``QuantizedGaussian``;
 - ``ours_1t`` / ``ours_all``: ``gwn_fast.coder`` on one / all cores, with CompressAI's
   tables (``from_compressai``: same model, so sizes compare coders) and end to end from
-  tensors (``ours_e2e``: scales -> indexes -> encode, like ``compressai_e2e``);
+  tensors (``ours_e2e``: scales -> ``gwn_fast.coder.build_indexes`` over CompressAI's
+  scale table, the same indexes as ``gc.build_indexes`` -> encode, like
+  ``compressai_e2e``; one thread, torch included);
 - ``ours_fine``: our deterministic tables with a finer scale table and nearest-in-log
   indexes, the option that comes within 0.05% of the ideal size.
 Sizes: overhead vs the ideal information content (sum of -log2 p under the continuous-
 scale discretized Gaussian, float64) and vs the table model actually used.
 """
 
+import contextlib
 import os
 import time
 
@@ -27,13 +30,14 @@ import pytest
 import torch
 from scipy.special import ndtr
 
-from gwn_fast.coder import CdfTables, decode, encode
+from gwn_fast.coder import CdfTables, build_indexes, decode, encode
 
 QUICK = os.environ.get("GWN_BENCH_QUICK") == "1"
 SIZES = [100_000] if QUICK else [100_000, 1_000_000, 4_000_000]
 SCALE_TABLE = np.exp(np.linspace(np.log(0.11), np.log(256.0), 64))
 FINE_TABLE = np.exp(np.linspace(np.log(0.11), np.log(256.0), 512))
 PROVIDERS = ["compressai_e2e", "compressai_raw", "constriction", "ours_1t", "ours_all", "ours_e2e", "ours_fine"]
+ONE_THREAD = {"compressai_e2e", "ours_e2e"}  # end to end from tensors: torch on one thread too
 _rows: dict = {}
 
 
@@ -48,6 +52,20 @@ def _best(fn, rounds):
         value = fn()
         best = min(best, time.perf_counter() - t0)
     return best, value
+
+
+@contextlib.contextmanager
+def _torch_threads(provider):
+    """torch.set_num_threads(1) for the end-to-end providers (restored afterwards)."""
+    if provider not in ONE_THREAD:
+        yield
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def _latent(n, seed=0):
@@ -153,10 +171,12 @@ def _case(provider, n, gc):
         size = len
         check = lambda out: np.array_equal(out, sym)  # noqa: E731
     elif provider == "ours_e2e":
-        table = torch.from_numpy(SCALE_TABLE).float()
+        table = gc.scale_table  # CompressAI's own table: the same rule gives its indexes
 
         def indexes():
-            return torch.bucketize(s.reshape(-1), table).clamp_max(len(SCALE_TABLE) - 1).int().numpy()
+            return build_indexes(s.reshape(-1), table, threads=1)
+
+        assert np.array_equal(indexes(), idx), "ours_e2e: indexes differ from gc.build_indexes"
 
         def enc():
             return encode(x.reshape(-1).int().numpy(), indexes(), tables, threads=1)
@@ -183,8 +203,9 @@ def _case(provider, n, gc):
     else:
         raise AssertionError(provider)
 
-    t_enc, data = _best(enc, rounds)
-    t_dec, out = _best(lambda: dec(data), rounds)
+    with _torch_threads(provider):
+        t_enc, data = _best(enc, rounds)
+        t_dec, out = _best(lambda: dec(data), rounds)
     assert check(out), f"{provider}: round trip failed"
     nbytes = size(data)
     ideal = ideal_bits(values, scales) / 8
@@ -205,7 +226,8 @@ def _case(provider, n, gc):
 def test_rans(benchmark, provider, n, gaussian_conditional):
     row, enc = _case(provider, n, gaussian_conditional)
     benchmark.extra_info.update(row)
-    benchmark.pedantic(enc, rounds=1, iterations=1)
+    with _torch_threads(provider):
+        benchmark.pedantic(enc, rounds=1, iterations=1)
     _rows[(n, provider)] = row
 
 

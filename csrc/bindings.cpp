@@ -8,6 +8,7 @@
 
 #include "rans/cdf_table.h"
 #include "rans/errors.h"
+#include "rans/indexes.h"
 #include "rans/rans_core.h"
 
 namespace py = pybind11;
@@ -15,6 +16,24 @@ using Int32Array = py::array_t<int32_t, py::array::c_style>;
 using DoubleArray = py::array_t<double, py::array::c_style>;
 
 namespace {
+
+template <class F>
+Int32Array build_indexes_as(const py::array& scales, const py::array& table, int threads) {
+  using Array = py::array_t<F, py::array::c_style>;
+  const auto s = py::reinterpret_borrow<Array>(scales);
+  const auto t = py::reinterpret_borrow<Array>(table);
+  Int32Array out(std::vector<py::ssize_t>(scales.shape(), scales.shape() + scales.ndim()));
+  const F* src = s.data();
+  const F* tab = t.data();
+  int32_t* dst = out.mutable_data();
+  const auto n = static_cast<size_t>(s.size());
+  const auto size = static_cast<size_t>(t.size());
+  {
+    py::gil_scoped_release release;
+    gwn::build_indexes(src, n, tab, size, dst, threads);
+  }
+  return out;
+}
 
 Int32Array to_array(const std::vector<int32_t>& v, py::ssize_t rows, py::ssize_t cols) {
   Int32Array out(cols < 0 ? std::vector<py::ssize_t>{rows} : std::vector<py::ssize_t>{rows, cols});
@@ -140,6 +159,26 @@ PYBIND11_MODULE(_rans, m) {
       },
       py::arg("tables"), py::arg("symbols").noconvert(), py::arg("indexes").noconvert(),
       py::arg("threads"), py::arg("chunk_log2"));
+
+  m.def(
+      "build_indexes",
+      [](const py::array& scales, const py::array& table, int threads) {
+        // No conversion here: the facade casts the table to the scales' dtype and makes
+        // both C-contiguous, so a mismatch is a caller bug, reported as such.
+        const bool is_f32 = py::isinstance<py::array_t<float, py::array::c_style>>(scales);
+        const bool is_f64 = py::isinstance<py::array_t<double, py::array::c_style>>(scales);
+        if (!is_f32 && !is_f64) {
+          throw gwn::ArgumentError("scales must be a C-contiguous float32 or float64 array");
+        }
+        if (!table.dtype().is(scales.dtype()) || !(table.flags() & py::array::c_style)) {
+          throw gwn::ArgumentError("table must be a C-contiguous array of the scales' dtype");
+        }
+        if (table.ndim() != 1) throw gwn::ArgumentError("table must be 1-D");
+        return is_f32 ? build_indexes_as<float>(scales, table, threads)
+                      : build_indexes_as<double>(scales, table, threads);
+      },
+      py::arg("scales"), py::arg("table"), py::arg("threads"),
+      "int32 table index per scale (shape of scales); see gwn_fast.coder.build_indexes");
 
   m.def(
       "decode",

@@ -1,9 +1,11 @@
 // Self-test and seeded fuzz loop for the C++ core, meant to run under
 // AddressSanitizer + UBSan (cmake -DGWN_SANITIZE=ON -DGWN_BUILD_TESTS=ON; ctest).
 // Checks round trips (escapes, int32 extremes, lanes, chunks, threads, streaming
-// blocks, the 4-lane chunk's lane-0 tail and moved lane states) and that corrupt
-// streams raise BitstreamError without touching memory they do not own.
+// blocks, the 4-lane chunk's lane-0 tail and moved lane states), that corrupt
+// streams raise BitstreamError without touching memory they do not own, and that
+// build_indexes follows the count rule.
 // Usage: rans_selftest [fuzz_seconds]
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <memory>
@@ -16,6 +18,7 @@
 
 #include "rans/cdf_table.h"
 #include "rans/errors.h"
+#include "rans/indexes.h"
 #include "rans/rans_core.h"
 
 namespace {
@@ -262,6 +265,66 @@ void test_errors() {
   CHECK(threw);
 }
 
+// build_indexes against the count rule (T - 1) - #{i < T - 1 : s <= t[i]}, on tables
+// of every kind (unsorted, duplicates, +-0, infinities, NaN entries) and special scales.
+template <class F>
+void test_indexes_for(std::mt19937_64& rng) {
+  const F inf = std::numeric_limits<F>::infinity();
+  const F nan = std::numeric_limits<F>::quiet_NaN();
+  const F specials[] = {F(0), -F(0), inf, -inf, nan, -nan, std::numeric_limits<F>::denorm_min(),
+                        std::numeric_limits<F>::min(), std::numeric_limits<F>::max(),
+                        std::numeric_limits<F>::lowest(), F(1), F(-1)};
+  std::uniform_real_distribution<double> log_scale(std::log(0.01), std::log(1000.0));
+  for (int round = 0; round < 60; ++round) {
+    const size_t size = 1 + rng() % (round % 3 == 0 ? 400 : 70);
+    std::vector<F> table(size);
+    for (auto& t : table) t = static_cast<F>(std::exp(log_scale(rng)));
+    if (round % 2 == 0) std::sort(table.begin(), table.end());
+    if (round % 5 == 1) table[rng() % size] = specials[rng() % 12];  // maybe NaN, +-0, inf
+    if (round % 7 == 2 && size > 1) table[rng() % size] = table[rng() % size];  // duplicate
+    size_t n = (round % 4 == 0) ? 40 : 1000 + rng() % 140000 / (size + 1);
+    if (round % 10 == 9) n = std::min<size_t>(300000, 4000000 / size);  // several threads
+    std::vector<F> scales(n);
+    for (auto& s : scales) {
+      const uint64_t pick = rng() % 10;
+      if (pick == 0) {
+        s = specials[rng() % 12];
+      } else if (pick <= 2) {  // on, or next to, a table entry
+        s = table[rng() % size];
+        const F dir = (rng() % 2) ? inf : -inf;
+        for (uint64_t k = rng() % 3; k > 0; --k) s = std::nextafter(s, dir);
+      } else {
+        s = static_cast<F>(std::exp(log_scale(rng)));
+      }
+    }
+    const int threads = 1 + static_cast<int>(rng() % 3);
+    std::vector<int32_t> out(n, -1);
+    gwn::build_indexes(scales.data(), n, table.data(), size, out.data(), threads);
+    size_t bad = 0;
+    for (size_t k = 0; k < n; ++k) {
+      int32_t expected = static_cast<int32_t>(size - 1);
+      for (size_t i = 0; i + 1 < size; ++i) expected -= scales[k] <= table[i];
+      bad += out[k] != expected;
+    }
+    CHECK(bad == 0);
+  }
+  bool threw = false;
+  try {
+    F one = 1;
+    int32_t out = 0;
+    gwn::build_indexes(&one, 1, &one, 0, &out, 1);
+  } catch (const gwn::ArgumentError&) {
+    threw = true;
+  }
+  CHECK(threw);
+}
+
+void test_indexes() {
+  std::mt19937_64 rng(777);
+  test_indexes_for<float>(rng);
+  test_indexes_for<double>(rng);
+}
+
 // Decode must raise BitstreamError (or return the right symbols) on any mutation.
 size_t fuzz(double seconds) {
   const Tables t = gaussian_tables(16);
@@ -320,6 +383,7 @@ int main(int argc, char** argv) {
   test_tail_and_split();
   test_corrupt_tail_and_states();
   test_errors();
+  test_indexes();
   const size_t cases = fuzz(seconds);
   std::printf("rans_selftest: %zu fuzz cases, %d failures\n", cases, failures);
   return failures == 0 ? 0 : 1;

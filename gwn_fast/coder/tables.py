@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import sys
+
 import numpy as np
 
 from gwn_fast import _rans
-from gwn_fast.coder._buffers import as_float64, as_int32
+from gwn_fast.coder._buffers import _to_numpy, as_float64, as_int32, resolve_threads
 
-__all__ = ["CdfTables", "MAX_PRECISION"]
+__all__ = ["CdfTables", "MAX_PRECISION", "build_indexes"]
 
 MAX_PRECISION: int = _rans.MAX_PRECISION
 
@@ -169,3 +171,104 @@ class CdfTables:
             f"CdfTables(num_tables={self.num_tables}, max_length={self._cdfs.shape[1]}, "
             f"precision={self.precision}, fingerprint={self.fingerprint:#018x})"
         )
+
+
+# -- scale -> table index ---------------------------------------------------------------
+_FLOAT_DTYPES = (np.dtype(np.float16), np.dtype(np.float32), np.dtype(np.float64))
+
+
+def _scales_array(scales) -> tuple[np.ndarray, str]:
+    """``scales`` as a numpy array plus the name of the dtype its comparisons use.
+    bfloat16 tensors (which numpy cannot hold) come back widened to float32, exactly."""
+    torch = sys.modules.get("torch")
+    if torch is not None and isinstance(scales, torch.Tensor):
+        if not scales.is_floating_point():
+            raise TypeError(f"scales must be a floating-point array or tensor, got dtype {scales.dtype}")
+        if scales.dtype == torch.bfloat16:
+            if scales.device.type != "cpu":
+                raise ValueError(f"scales must be a CPU tensor, got a tensor on {scales.device}; call .cpu() first")
+            return scales.detach().float().numpy(), "bfloat16"
+    arr = _to_numpy(scales, "scales")
+    if arr.dtype.kind != "f" or arr.dtype.newbyteorder("=") not in _FLOAT_DTYPES:
+        raise TypeError(f"scales must have dtype float16, float32 or float64 (or bfloat16), got {arr.dtype}")
+    return arr, arr.dtype.newbyteorder("=").name
+
+
+def _table_array(table) -> np.ndarray:
+    """``table`` (1-D floats; a list is fine: it is small) as float64, exactly."""
+    torch = sys.modules.get("torch")
+    if torch is not None and isinstance(table, torch.Tensor):
+        if not table.is_floating_point():
+            raise TypeError(f"table must be a floating-point array or tensor, got dtype {table.dtype}")
+        if table.device.type != "cpu":
+            raise ValueError(f"table must be a CPU tensor, got a tensor on {table.device}; call .cpu() first")
+        arr = table.detach().double().numpy()
+    elif isinstance(table, (list, tuple)):
+        try:
+            arr = np.asarray(table, dtype=np.float64)
+        except (TypeError, ValueError) as exc:
+            raise TypeError(f"table must be a sequence of floats: {exc}") from None
+    elif isinstance(table, np.ndarray):
+        if table.dtype.kind != "f" or table.dtype.newbyteorder("=") not in _FLOAT_DTYPES:
+            raise TypeError(f"table must have dtype float16, float32 or float64, got {table.dtype}")
+        arr = table.astype(np.float64)
+    else:
+        raise TypeError(f"table must be a numpy array, a CPU torch tensor or a list of floats, got {type(table).__name__}")
+    if arr.ndim != 1 or arr.size == 0:
+        raise ValueError(f"table must be a non-empty 1-D array, got shape {tuple(arr.shape)}")
+    if np.isnan(arr).any():
+        raise ValueError(f"table must not contain NaN (entry {int(np.flatnonzero(np.isnan(arr))[0])} is NaN)")
+    return arr
+
+
+def _table_in(table: np.ndarray, compare: str) -> np.ndarray:
+    """The float64 table rounded to the comparison dtype as ``tensor.to(dtype)`` does it
+    (torch rounds float64 to float16/bfloat16 through float32, so that is done here too),
+    in the dtype the C++ core reads (float16/bfloat16 values widened to float32 exactly)."""
+    with np.errstate(over="ignore"):
+        if compare == "float64":
+            return table
+        if compare == "float32":
+            return table.astype(np.float32)
+        if compare == "float16":
+            return table.astype(np.float32).astype(np.float16).astype(np.float32)
+    import torch  # bfloat16: the scales were a tensor, so torch is there
+
+    return torch.from_numpy(table).to(torch.bfloat16).float().numpy()
+
+
+def build_indexes(scales, table, threads: int | None = 1) -> np.ndarray:
+    """Table index of each scale, with CompressAI's ``build_indexes`` semantics.
+
+    The index of ``s`` is ``(T - 1) - #{i < T - 1 : s <= table[i]}``: for an ascending
+    table the smallest ``i`` with ``s <= table[i]``, else ``T - 1`` (the last entry is
+    never compared); a NaN scale gets ``T - 1``. The result is bit-identical to
+    :func:`gwn_fast.functional.build_indexes`, and to CompressAI's ``GaussianConditional
+    .build_indexes`` given its ``scale_table`` (its lower bound on the scales changes no
+    index while it is at most ``scale_table[0]``, as by default): comparisons are exact,
+    in the scales' dtype, with the table rounded to that dtype.
+
+    Any table order is accepted and equally fast: the index counts entries, so the C++
+    core sorts the compared entries once, then locates each scale by a lookup on its
+    bits plus exact comparisons (float32/float64 natively; float16 and bfloat16 scales
+    are compared exactly through float32).
+
+    Args:
+        scales: floating numpy array or CPU torch tensor, any shape, contiguous or not
+            (float16, float32, float64; bfloat16 tensors).
+        table: non-empty 1-D floats without NaN (numpy array, CPU tensor or list).
+        threads: ranges processed at once (default 1; ``None``: all cores). The result
+            does not depend on it.
+
+    Returns:
+        int32 numpy array shaped like ``scales``, values in ``[0, T)``.
+    """
+    arr, compare = _scales_array(scales)
+    tab = _table_in(_table_array(table), compare)
+    threads = resolve_threads(threads)
+    if arr.dtype != tab.dtype:  # float16 (or non-native byte order): widen exactly
+        arr = arr.astype(tab.dtype)
+    # not np.ascontiguousarray: it turns 0-d arrays into 1-d ones
+    if not arr.flags.c_contiguous:
+        arr = arr.copy(order="C")
+    return _rans.build_indexes(arr, np.ascontiguousarray(tab), threads)
