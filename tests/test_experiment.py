@@ -97,7 +97,8 @@ def test_torchrun_two_cpu_processes_keep_identical_weights(tmp_path):
         "-m", "gwn_fast.train", "--dataset", "digits", "--epochs", "2", "--batch-size", "128",
         "--out", str(tmp_path), "--no-eval", "--save-rank-weights", "--quiet",
     ]
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    # cwd away from the source tree, so `-m gwn_fast.train` imports the installed package.
+    proc = subprocess.run(cmd, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     w0 = torch.load(tmp_path / "rank0.pt", weights_only=True)
     w1 = torch.load(tmp_path / "rank1.pt", weights_only=True)
