@@ -241,3 +241,222 @@ def test_single_stream_decodes_like_per_sample_streams_and_is_smaller():
     assert torch.equal(c["z_hat"][1], b["z_hat"][1])
     with pytest.raises(ValueError, match="single_stream"):
         codec.decompress({k: v * 2 for k, v in single["strings"].items()}, single["shape"])
+
+
+# ---------------------------------------------------------------------------------------
+# y0_prior="bottleneck": Y0's context-free elements on CompressAI's EntropyBottleneck
+# ---------------------------------------------------------------------------------------
+BOTTLENECK_CONTEXTS = ("checkerboard", "none")
+
+
+@pytest.mark.parametrize("architecture", ARCHITECTURES)
+@pytest.mark.parametrize("context", BOTTLENECK_CONTEXTS)
+def test_bottleneck_prior_decompress_recovers_forward_latents(architecture, context):
+    codec = small_codec(architecture, context, y0_prior="bottleneck")
+    assert (codec.y0_bottleneck is not None) == (architecture != "independent")
+    x1, x2 = images(3, 13, 10), images(3, 13, 10, seed=2)
+    out = codec(x1, x2)
+    for single in (False, True):
+        enc = codec.compress(x1, x2, single_stream=single)
+        dec = codec.decompress(enc["strings"], enc["shape"])
+        for name, y in dec["latents"].items():
+            assert torch.equal(y, out["latents"][name]), (name, single)
+        for i in (1, 2):
+            torch.testing.assert_close(dec["z_hat"][i], out["z_hat"][i], rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("context", BOTTLENECK_CONTEXTS)
+@pytest.mark.parametrize("batch", [1, 3])
+@pytest.mark.parametrize("size", [(16, 16), (9, 7), (13, 10), (1, 1)])
+def test_bottleneck_prior_batch_and_odd_sizes(context, batch, size):
+    codec = small_codec(context=context, y0_prior="bottleneck")
+    x = images(batch, *size)
+    out = codec(x)
+    assert out["likelihoods"]["y0"].shape == out["latents"]["y0"].shape
+    enc = codec.compress(x)
+    assert len(enc["strings"]["common"]) == batch
+    dec = codec.decompress(**_sd(enc))
+    for name, y in dec["latents"].items():
+        assert torch.equal(y, out["latents"][name]), name
+    torch.testing.assert_close(dec["z_hat"][1], out["z_hat"][1], rtol=1e-5, atol=1e-5)
+    # one sample decodes alone, and compressing it alone gives the same stream
+    solo = codec.compress(x[-1:])
+    assert solo["strings"]["common"][0] == enc["strings"]["common"][-1]
+
+
+def test_bottleneck_prior_likelihoods_split_by_pass():
+    """Anchors (checkerboard first pass) take the bottleneck's likelihood, the rest the
+    Gaussian's; with context='none' every Y0 element takes the bottleneck's."""
+    for context in BOTTLENECK_CONTEXTS:
+        codec = small_codec(context=context, y0_prior="bottleneck")
+        x = images(2, 16, 12)
+        with torch.no_grad():
+            out = codec(x)
+            y0 = out["latents"]["y0"]
+            prior = codec.y0_bottleneck.likelihood(y0)
+            lik = out["likelihoods"]["y0"]
+            if context == "none":
+                assert torch.equal(lik, prior)
+            else:
+                from gwn_fast.models import checkerboard_anchor_mask
+
+                a = checkerboard_anchor_mask(y0.shape[2], y0.shape[3], dtype=torch.bool).expand_as(y0)
+                assert torch.equal(lik[a], prior[a])
+                assert not torch.equal(lik[~a], prior[~a])
+
+
+def test_bottleneck_prior_aux_loss_is_real_and_trains_the_quantiles():
+    codec = small_codec(y0_prior="bottleneck")
+    loss = codec.aux_loss()
+    assert isinstance(loss, torch.Tensor) and loss.item() > 0
+    loss.backward()
+    grads = {n: p.grad for n, p in codec.named_parameters() if p.grad is not None}
+    assert set(grads) == {"y0_bottleneck.quantiles"}
+    assert grads["y0_bottleneck.quantiles"].abs().sum() > 0
+    # the Gaussian prior's aux loss stays a zero tensor
+    gauss = small_codec()
+    assert gauss.aux_loss().item() == 0.0
+    # the rate's gradient reaches the bottleneck's density (not its quantiles) and Y0
+    codec.zero_grad()
+    out = codec.train()(images(2, 16, 16))
+    (-torch.log2(out["likelihoods"]["y0"])).sum().backward()
+    eb = codec.y0_bottleneck
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in eb.matrices)
+    assert eb.quantiles.grad is None or eb.quantiles.grad.abs().sum() == 0
+
+
+def test_bottleneck_prior_state_dict_round_trip_decodes_old_streams():
+    codec = small_codec(y0_prior="bottleneck")
+    # move the quantiles off their initial values (fractional medians) before the tables
+    with torch.no_grad():
+        codec.y0_bottleneck.quantiles[:, 0, :] += torch.tensor([0.3, 0.6, -0.4])
+    codec.update(force=True)
+    x = images(2, 16, 16)
+    enc = codec.compress(x)
+    single = codec.compress(x, single_stream=True)
+    buf = io.BytesIO()
+    torch.save(codec.state_dict(), buf)
+    fresh = GrayWynerCodec.from_config(codec.config)
+    assert fresh.config["y0_prior"] == "bottleneck" and fresh.y0_bottleneck is not None
+    assert fresh.y0_bottleneck._quantized_cdf.numel() == 0
+    buf.seek(0)
+    fresh.load_state_dict(torch.load(buf))
+    fresh.eval()
+    assert fresh._stream_tables("y0") == codec._stream_tables("y0")
+    for e in (enc, single):
+        a = codec.decompress(e["strings"], e["shape"])
+        b = fresh.decompress(e["strings"], e["shape"])
+        for name in a["latents"]:
+            assert torch.equal(a["latents"][name], b["latents"][name])
+        for i in (1, 2):
+            assert torch.equal(a["z_hat"][i], b["z_hat"][i])
+    # the reloaded codec encodes what the old one did
+    assert fresh.compress(x)["strings"] == enc["strings"]
+    gauss = GrayWynerCodec.from_config({**codec.config, "y0_prior": "gaussian"})
+    assert gauss.y0_bottleneck is None
+
+
+def test_bottleneck_prior_tables_follow_update():
+    codec = small_codec(y0_prior="bottleneck")
+    before = codec._stream_tables("y0")
+    assert codec._stream_tables("y0") is before  # cached
+    assert codec._stream_tables("y1") is codec.gaussian.tables()
+    assert len(before) == len(codec.gaussian.tables()) + codec.y0_bottleneck.channels
+    with torch.no_grad():
+        codec.y0_bottleneck.quantiles[:, 0, :] += 2.6
+    assert codec.update() is False
+    assert codec._stream_tables("y0") is before  # tables only change at update()
+    assert codec.update(force=True) is True
+    after = codec._stream_tables("y0")
+    assert after is not before and after != before
+    x = images(2, 9, 13)
+    out = codec(x)
+    dec = codec.decompress(**_sd(codec.compress(x)))
+    assert torch.equal(dec["latents"]["y0"], out["latents"]["y0"])
+
+
+def test_integer_bottleneck_codes_integers_exactly_with_compressai():
+    from gwn_fast.models.entropy_parameters import IntegerEntropyBottleneck
+
+    torch.manual_seed(0)
+    eb = IntegerEntropyBottleneck(3)
+    with torch.no_grad():
+        eb.quantiles[:, 0, :] = torch.tensor([[-4.2, 0.5, 3.9], [-7.0, -1.5, 2.2], [-1.1, 0.49, 1.6]])
+    eb.update()
+    assert eb._medians.tolist() == [1, -1, 0]
+    y = torch.randint(-9, 10, (2, 3, 5, 4)).float()
+    strings = eb.compress(y)
+    assert torch.equal(eb.decompress(strings, y.shape[2:]), y)
+    lik = eb.likelihood(y)
+    assert lik.shape == y.shape and bool(((lik > 0) & (lik <= 1)).all())
+
+
+def test_bad_y0_prior_raises():
+    with pytest.raises(ValueError, match=r"y0_prior must be one of \('gaussian', 'bottleneck'\), got 'laplace'"):
+        GrayWynerCodec(y0_prior="laplace")
+    with pytest.raises(ValueError, match=r"y0_prior='bottleneck'.*context='autoregressive'"):
+        GrayWynerCodec(context="autoregressive", y0_prior="bottleneck")
+    codec = GrayWynerCodec(3, (3, 3), latent_channels=8, transform="light", depth=2, hidden_channels=8, y0_prior="bottleneck")
+    codec.gaussian.update()  # Gaussian tables only: the bottleneck's are still missing
+    with pytest.raises(RuntimeError, match=r"EntropyBottleneck.*update\(\)"):
+        codec.compress(images(1, 16, 16))
+
+
+@pytest.mark.parametrize("context", BOTTLENECK_CONTEXTS)
+def test_bottleneck_prior_payload_matches_likelihood_estimate_after_training(context):
+    codec = small_codec(context=context, latent_channels=12, y0_prior="bottleneck")
+    codec.train()
+    quantiles = [p for n, p in codec.named_parameters() if n.endswith(".quantiles")]
+    opt = torch.optim.Adam([p for n, p in codec.named_parameters() if not n.endswith(".quantiles")], lr=5e-3)
+    aux = torch.optim.Adam(quantiles, lr=1e-2)
+    loss_fn = GrayWynerLoss(beta=1.5, lmbda=(300.0, 300.0))
+    g = torch.Generator().manual_seed(3)
+    aux_start = codec.aux_loss().item()
+    for _ in range(60):
+        x = torch.rand(8, 3, 16, 16, generator=g)
+        terms = loss_fn(codec(x), (x, x[:, :2]))
+        opt.zero_grad()
+        terms["loss"].backward()
+        opt.step()
+        aux.zero_grad()
+        codec.aux_loss().backward()
+        aux.step()
+    assert codec.aux_loss().item() < aux_start
+    codec.eval()
+    codec.update(force=True)
+    x = torch.rand(64, 3, 16, 16, generator=g)
+    out = codec(x)
+    enc = codec.compress(x)
+    dec = codec.decompress(**_sd(enc))
+    assert torch.equal(dec["latents"]["y0"], out["latents"]["y0"])
+    for name, channel in (("y0", "common"), ("y1", "private1"), ("y2", "private2")):
+        estimate = (-torch.log2(out["likelihoods"][name])).sum().item()
+        streams = enc["strings"][channel]
+        payload = 8 * sum(len(s) for s in streams) - 8 * sum(fixed_overhead(s) for s in streams)
+        assert estimate > 1000, "not a trivial latent"
+        assert abs(payload - estimate) <= 0.02 * estimate, (name, payload, estimate)
+
+
+@pytest.mark.parametrize("context", BOTTLENECK_CONTEXTS)
+def test_bottleneck_prior_trains_under_distributed_data_parallel(context, tmp_path):
+    """forward() never uses the quantiles (nor, with context='none', Y0's Gaussian prior):
+    the codec tells DDP to skip them, else DDP fails at the second step."""
+    import torch.distributed as dist
+    from torch.nn.parallel import DistributedDataParallel
+
+    if not dist.is_available():
+        pytest.skip("torch.distributed is not available")
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'store'}", rank=0, world_size=1)
+    try:
+        codec = small_codec(context=context, y0_prior="bottleneck").train()
+        model = DistributedDataParallel(codec)
+        opt = torch.optim.Adam(codec.parameters(), lr=1e-3)
+        loss_fn = GrayWynerLoss(beta=1.0, lmbda=(10.0, 10.0))
+        for step in range(3):
+            x = images(2, 16, 16, seed=step)
+            loss = loss_fn(model(x), (x, x[:, :2]))["loss"] + codec.aux_loss()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    finally:
+        dist.destroy_process_group()

@@ -5,24 +5,32 @@ from __future__ import annotations
 import copy
 from collections.abc import Sequence
 
+import numpy as np
 import torch
 import torch.nn.functional as nnf
 from compressai.models import CompressionModel
 from torch import nn
 
 from gwn_fast import functional as F
+from gwn_fast.coder import CdfTables, Decoder, encode
 from gwn_fast.entropy_models import GaussianCoder
 from gwn_fast.ops.reference import quantize_ref
-from gwn_fast.models.entropy_parameters import CONTEXTS, LatentEntropyParameters, checkerboard_anchor_mask
+from gwn_fast.models.entropy_parameters import (
+    CONTEXTS,
+    IntegerEntropyBottleneck,
+    LatentEntropyParameters,
+    checkerboard_anchor_mask,
+)
 from gwn_fast.models.transforms import image_analysis, image_synthesis, light_analysis, light_synthesis, mlp_head
 
-__all__ = ["ARCHITECTURES", "STREAMS", "GrayWynerCodec", "quantize_ste"]
+__all__ = ["ARCHITECTURES", "STREAMS", "Y0_PRIORS", "GrayWynerCodec", "quantize_ste"]
 
 ARCHITECTURES = ("shared", "separated", "combined", "independent", "joint")
 TRANSFORMS = ("image", "light")
 HEADS = ("conv", "mlp")
 STREAMS = {"y0": "common", "y1": "private1", "y2": "private2"}
 RATE_GRADS = ("ste", "smooth", "noise")
+Y0_PRIORS = ("gaussian", "bottleneck")
 
 
 def quantize_ste(x: torch.Tensor) -> torch.Tensor:
@@ -65,6 +73,15 @@ class GrayWynerCodec(CompressionModel):
         head: ``"conv"`` (the transform's synthesis stack, outputs ``[N, c_i, H, W]``) or
             ``"mlp"`` (classification heads ``[N, c_i]`` of logits: flatten, ``head_hidden``
             sigmoid units, linear; needs ``input_size=(H, W)``).
+        y0_prior: the model of the Y0 elements that see no context (the checkerboard's
+            first pass; every Y0 element with ``context="none"``): ``"gaussian"``
+            (default: a learned per-channel Gaussian) or ``"bottleneck"`` (CompressAI's
+            ``EntropyBottleneck`` as :class:`~gwn_fast.models.entropy_parameters.IntegerEntropyBottleneck`:
+            a learned non-parametric per-channel density; then :meth:`aux_loss` is its
+            real auxiliary loss, to be minimised by an optimiser of the ``quantiles``, and
+            its likelihood ignores ``rate_grad``, evaluated at the integer latent).
+            Not available with ``context="autoregressive"``; no effect without Y0
+            (``architecture="independent"``).
 
     Shapes: ``x1``, ``x2``: ``[N, in_channels, H, W]``, any ``H, W`` (padded internally
     to the stride, outputs cropped back).
@@ -90,8 +107,16 @@ class GrayWynerCodec(CompressionModel):
         head: str = "conv",
         head_hidden: int = 256,
         input_size: Sequence[int] | None = None,
+        y0_prior: str = "gaussian",
     ):
         super().__init__()
+        if y0_prior not in Y0_PRIORS:
+            raise ValueError(f"y0_prior must be one of {Y0_PRIORS}, got {y0_prior!r}")
+        if y0_prior == "bottleneck" and context == "autoregressive":
+            raise ValueError(
+                "y0_prior='bottleneck' needs context='checkerboard' or 'none': with context='autoregressive' "
+                "every Y0 element but the first sees context, so no pass is left for a prior of its own"
+            )
         if architecture not in ARCHITECTURES:
             raise ValueError(f"architecture must be one of {ARCHITECTURES}, got {architecture!r}")
         if context not in CONTEXTS:
@@ -128,10 +153,12 @@ class GrayWynerCodec(CompressionModel):
             "head": head,
             "head_hidden": int(head_hidden),
             "input_size": [int(v) for v in input_size] if input_size is not None else None,
+            "y0_prior": y0_prior,
         }
         self.in_channels, self.out_channels = int(in_channels), tuple(int(c) for c in out_channels)
         self.latent_channels, self.common_channels = C, Cb
         self.architecture, self.context, self.rate_grad = architecture, context, rate_grad
+        self.y0_prior = y0_prior
 
         if architecture in ("shared", "separated", "combined"):
             self.latent_sizes = {"y0": Cb, "y1": Cp, "y2": Cp}
@@ -188,6 +215,18 @@ class GrayWynerCodec(CompressionModel):
             }
         )
         self.gaussian = GaussianCoder(scale_table, precision=precision)
+        # Y0's prior of its own when it is not the Gaussian head (see y0_prior).
+        self.y0_bottleneck = None
+        if y0_prior == "bottleneck" and "y0" in self.latent_sizes:
+            self.y0_bottleneck = IntegerEntropyBottleneck(self.latent_sizes["y0"], entropy_coder_precision=precision)
+            # Parameters forward() never uses: the quantiles (trained by aux_loss() alone, which
+            # depends on no data, so every replica computes the same update) and, with
+            # context="none", Y0's Gaussian prior. DistributedDataParallel must skip them.
+            unused = ["y0_bottleneck.quantiles"]
+            if context == "none":
+                unused += [f"entropy_parameters.y0.{n}" for n, _ in self.entropy_parameters["y0"].named_parameters()]
+            nn.parallel.DistributedDataParallel._set_params_and_buffers_to_ignore_for_model(self, unused)
+        self._y0_tables_cache = None
 
     @classmethod
     def from_config(cls, config: dict) -> "GrayWynerCodec":
@@ -269,8 +308,16 @@ class GrayWynerCodec(CompressionModel):
         likelihoods = {}
         for name, y in latents.items():
             cond = latents["y0"] if self.entropy_parameters[name].cond is not None else None
+            if name == "y0" and self.y0_bottleneck is not None and self.context == "none":
+                likelihoods[name] = self.y0_bottleneck.likelihood(y)
+                continue
             scales, means = self.entropy_parameters[name](y, cond)
             likelihoods[name] = F.gaussian_likelihood(y, scales, means, rate_grad=rate_grad)
+            if name == "y0" and self.y0_bottleneck is not None:
+                # checkerboard: the anchors (first pass) on the bottleneck, the rest Gaussian
+                anchor = checkerboard_anchor_mask(y.shape[2], y.shape[3], y.device, torch.bool)
+                prior = self.y0_bottleneck.likelihood(y).to(likelihoods[name].dtype)
+                likelihoods[name] = torch.where(anchor, prior, likelihoods[name])
         return {
             "z_hat": self._synthesize(latents, size),
             "likelihoods": likelihoods,
@@ -300,8 +347,9 @@ class GrayWynerCodec(CompressionModel):
         return (m for m in self.modules() if isinstance(m, EntropyModel))
 
     def aux_loss(self) -> torch.Tensor:
-        """CompressAI's auxiliary loss; zero here (no EntropyBottleneck: Y0's first pass
-        uses a learned per-channel Gaussian), returned as a tensor so ``.backward()`` works."""
+        """CompressAI's auxiliary loss: the bottleneck's quantile loss with
+        ``y0_prior="bottleneck"`` (it trains only ``y0_bottleneck.quantiles``, which set the
+        tables' range); zero with the Gaussian prior. Always a tensor, so ``.backward()`` works."""
         loss = super().aux_loss()
         if isinstance(loss, torch.Tensor):
             return loss
@@ -320,18 +368,97 @@ class GrayWynerCodec(CompressionModel):
         H, W = size
         return -(-H // self.stride), -(-W // self.stride)
 
-    def _latent_parts(self, ep, y, cond) -> list:
+    def _uses_bottleneck(self, name: str) -> bool:
+        return name == "y0" and self.y0_bottleneck is not None
+
+    def _check_tables(self) -> None:
+        self.gaussian.tables()  # raises with the fix if update() was not called
+        if self.y0_bottleneck is not None and not self.y0_bottleneck.ready:
+            raise RuntimeError("Y0's EntropyBottleneck has no CDF tables yet: call codec.update() before compress()/decompress()")
+
+    def _stream_tables(self, name: str) -> CdfTables:
+        """The table set of ``name``'s stream: the Gaussian tables, and for Y0 with the
+        bottleneck prior those followed by one table per Y0 channel (the bottleneck's)."""
+        gaussian = self.gaussian.tables()
+        if not self._uses_bottleneck(name):
+            return gaussian
+        eb = self.y0_bottleneck
+        if not eb.ready:
+            raise RuntimeError("Y0's EntropyBottleneck has no CDF tables yet: call codec.update() before compress()/decompress()")
+        # Rebuilt only when a source changed: update() replaces the buffers, loading a
+        # state dict writes them in place (bumping their version).
+        sources = (eb._quantized_cdf, eb._cdf_length, eb._offset, eb._medians)
+        key = (gaussian, tuple((t, t._version) for t in sources))
+        cached = self._y0_tables_cache
+        if cached is not None and cached[0][0] is key[0] and all(
+            a is b and va == vb for (a, va), (b, vb) in zip(cached[0][1], key[1])
+        ):
+            return cached[1]
+        if eb.entropy_coder_precision != gaussian.precision:
+            raise RuntimeError(
+                f"Y0's bottleneck tables have precision {eb.entropy_coder_precision}, the Gaussian ones {gaussian.precision}"
+            )
+        e_cdfs = eb._quantized_cdf.detach().cpu().to(torch.int32).numpy()
+        e_lengths = eb._cdf_length.detach().cpu().to(torch.int32).numpy().reshape(-1)
+        # Absolute offsets: row c codes the values _medians[c] + _offset[c] + s, so the
+        # symbol of a Y0 value is the value itself.
+        e_offsets = (eb._offset.detach().cpu().long() + eb._medians.detach().cpu().long()).to(torch.int32).numpy()
+        g_cdfs = gaussian.cdfs
+        width = max(g_cdfs.shape[1], e_cdfs.shape[1])
+        pad = lambda a: np.pad(a, ((0, 0), (0, width - a.shape[1])))  # noqa: E731  (ignored entries)
+        tables = CdfTables(
+            np.concatenate([pad(g_cdfs), pad(e_cdfs)]),
+            np.concatenate([gaussian.cdf_lengths, e_lengths]),
+            np.concatenate([gaussian.offsets, e_offsets]),
+            precision=gaussian.precision,
+        )
+        self._y0_tables_cache = (key, tables)
+        return tables
+
+    def _prior_indexes(self, channels: int, count: int) -> np.ndarray:
+        """Table indexes of ``count`` elements per channel of Y0 laid out ``[1, C, count]``:
+        the bottleneck's row of each channel, after the Gaussian tables."""
+        base = self.gaussian.tables().num_tables
+        idx = torch.arange(base, base + channels, dtype=torch.int32).view(1, channels, 1).expand(1, channels, count)
+        return idx.reshape(-1).numpy()
+
+    def _prior_part(self, y: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+        """``(symbols, indexes)`` of integer ``y`` ``[1, C, n]`` under the bottleneck."""
+        sym = y.to(torch.int32).reshape(-1).numpy()
+        return sym, self._prior_indexes(y.shape[1], y.shape[2])
+
+    def _decode_prior(self, dec: Decoder, channels: int, count: int) -> torch.Tensor:
+        """The next ``[1, channels, count]`` Y0 values coded with the bottleneck (float64)."""
+        k = dec.decode(self._prior_indexes(channels, count))
+        return torch.from_numpy(k).to(torch.float64).view(1, channels, count)
+
+    def _encode_stream(self, name: str, parts: list) -> bytes:
+        sym = np.concatenate([p[0] for p in parts]) if parts else np.zeros(0, np.int32)
+        idx = np.concatenate([p[1] for p in parts]) if parts else np.zeros(0, np.int32)
+        return encode(sym, idx, self._stream_tables(name), threads=1)
+
+    def _decoder(self, name: str, data: bytes) -> Decoder:
+        return Decoder(data, self._stream_tables(name))
+
+    def _latent_parts(self, ep, y, cond, prior: bool = False) -> list:
         """Symbols and table indexes of one sample's latent, in decode order, as a list of
-        ``(symbols, indexes)`` parts. ``y``: float64 ``[1, C, h, w]``; ``cond``: Y0 or None."""
+        ``(symbols, indexes)`` parts. ``y``: float64 ``[1, C, h, w]``; ``cond``: Y0 or None;
+        ``prior``: code the context-free elements with Y0's bottleneck."""
         g = self.gaussian
         cond_feat = ep.cond_features(cond)
+        if prior and ep.context == "none":
+            return [self._prior_part(y.reshape(1, y.shape[1], -1))]
         if ep.context == "checkerboard":
             anchor = checkerboard_anchor_mask(y.shape[2], y.shape[3], dtype=y.dtype)
             a = anchor[0, 0].bool()
-            s1, m1 = ep.head_params(cond_feat, None, y)
             ctx = ep.context_features(y * anchor) * (1 - anchor)
             s2, m2 = ep.head_params(cond_feat, ctx, y)
-            parts = [g.encode(y[:, :, a], m1[:, :, a], s1[:, :, a]), g.encode(y[:, :, ~a], m2[:, :, ~a], s2[:, :, ~a])]
+            if prior:
+                first = self._prior_part(y[:, :, a])
+            else:
+                s1, m1 = ep.head_params(cond_feat, None, y)
+                first = g.encode(y[:, :, a], m1[:, :, a], s1[:, :, a])
+            parts = [first, g.encode(y[:, :, ~a], m2[:, :, ~a], s2[:, :, ~a])]
         elif ep.context == "autoregressive":
             s, m = ep.head_params(cond_feat, ep.context_features(y), y)
             order = lambda t: t.permute(0, 2, 3, 1)  # noqa: E731  position-major, as decoded
@@ -341,17 +468,22 @@ class GrayWynerCodec(CompressionModel):
             parts = [g.encode(y, m, s)]
         return parts
 
-    def _decode_latent(self, ep, dec, channels: int, shape, cond) -> torch.Tensor:
+    def _decode_latent(self, ep, dec, channels: int, shape, cond, prior: bool = False) -> torch.Tensor:
         """The next sample's latent from the streaming decoder ``dec``: float64 ``[1, C, h, w]``."""
         g = self.gaussian
         h, w = shape
         y = torch.zeros(1, channels, h, w, dtype=torch.float64)
         cond_feat = ep.cond_features(cond)
+        if prior and ep.context == "none":
+            return self._decode_prior(dec, channels, h * w).view(1, channels, h, w)
         if ep.context == "checkerboard":
             anchor = checkerboard_anchor_mask(h, w, dtype=y.dtype)
             a = anchor[0, 0].bool()
-            s1, m1 = ep.head_params(cond_feat, None, y)
-            y[:, :, a] = g.decode_part(dec, m1[:, :, a], s1[:, :, a])
+            if prior:
+                y[:, :, a] = self._decode_prior(dec, channels, int(a.sum()))
+            else:
+                s1, m1 = ep.head_params(cond_feat, None, y)
+                y[:, :, a] = g.decode_part(dec, m1[:, :, a], s1[:, :, a])
             ctx = ep.context_features(y * anchor) * (1 - anchor)
             s2, m2 = ep.head_params(cond_feat, ctx, y)
             y[:, :, ~a] = g.decode_part(dec, m2[:, :, ~a], s2[:, :, ~a])
@@ -381,7 +513,7 @@ class GrayWynerCodec(CompressionModel):
             "shape": {"input": (H, W), "latent": (h, w), "samples": N, "single_stream": bool}}``
             (channels the architecture lacks are absent).
         """
-        self.gaussian.tables()  # raises with the fix if update() was not called
+        self._check_tables()
         x1p, x2p, size = self._prepare(x1, x2)
         latents, _ = self._analyze(x1p, x2p)
         params = self._coding_parameters()
@@ -391,12 +523,11 @@ class GrayWynerCodec(CompressionModel):
             for name, y in sample.items():
                 ep = params[name]
                 cond = sample.get("y0") if ep.cond is not None else None
-                parts[name].append(self._latent_parts(ep, y, cond))
-        g = self.gaussian
+                parts[name].append(self._latent_parts(ep, y, cond, prior=self._uses_bottleneck(name)))
         if single_stream:
-            strings = {STREAMS[n]: [g.encode_stream([p for s in per for p in s])] for n, per in parts.items()}
+            strings = {STREAMS[n]: [self._encode_stream(n, [p for s in per for p in s])] for n, per in parts.items()}
         else:
-            strings = {STREAMS[n]: [g.encode_stream(s) for s in per] for n, per in parts.items()}
+            strings = {STREAMS[n]: [self._encode_stream(n, s) for s in per] for n, per in parts.items()}
         shape = {
             "input": tuple(size),
             "latent": tuple(latents[next(iter(latents))].shape[2:]),
@@ -412,7 +543,7 @@ class GrayWynerCodec(CompressionModel):
         ``decompress(strings, shape, receivers=(1,))`` works without ``"private2"``.
         Returns ``{"z_hat": {i: prediction}, "latents": {...}}`` (float32, on the model's device).
         """
-        self.gaussian.tables()
+        self._check_tables()
         receivers = tuple(receivers)
         if not receivers or any(r not in (1, 2) for r in receivers) or len(set(receivers)) != len(receivers):
             raise ValueError(f"receivers must be a non-empty subset of (1, 2), got {receivers!r}")
@@ -435,14 +566,15 @@ class GrayWynerCodec(CompressionModel):
         device = next(self.parameters()).device
         latent_shape = tuple(shape["latent"])
         decoded = {n: [] for n in needed}
-        decoders = {n: self.gaussian.decoder(strings[STREAMS[n]][0]) for n in needed} if single else {}
+        decoders = {n: self._decoder(n, strings[STREAMS[n]][0]) for n in needed} if single else {}
         for b in range(samples):
             y0 = None
             for name in needed:
                 ep = params[name]
                 cond = y0 if ep.cond is not None else None
-                dec = decoders[name] if single else self.gaussian.decoder(strings[STREAMS[name]][b])
-                y = self._decode_latent(ep, dec, self.latent_sizes[name], latent_shape, cond)
+                dec = decoders[name] if single else self._decoder(name, strings[STREAMS[name]][b])
+                prior = self._uses_bottleneck(name)
+                y = self._decode_latent(ep, dec, self.latent_sizes[name], latent_shape, cond, prior=prior)
                 if not single:
                     dec.finish()
                 if name == "y0":
