@@ -116,13 +116,36 @@ def _gaussian_inputs(
     return y, scales, means
 
 
-def _rate_grad_mode(y: torch.Tensor, round_residual: bool, rate_grad: str) -> tuple[torch.Tensor, bool, bool]:
-    """(y to evaluate, round_residual, smooth) for a ``rate_grad`` choice."""
-    _check_choice("rate_grad", rate_grad, RATE_GRADS)
-    if rate_grad == "noise":
-        # CompressAI's training proxy: additive U(-0.5, 0.5) noise replaces the rounding.
-        return y + torch.empty_like(y).uniform_(-0.5, 0.5), False, False
-    return y, bool(round_residual), rate_grad == "smooth"
+def _check_latent(latent: torch.Tensor | None, y: torch.Tensor) -> torch.Tensor | None:
+    if latent is None:
+        return None
+    _check_float_tensor("latent", latent)
+    if latent.shape != y.shape:
+        raise ValueError(f"latent must have the shape of y {tuple(y.shape)}, got {tuple(latent.shape)}")
+    _check_same_device("latent", latent, "y", y)
+    return latent.to(y.dtype)
+
+
+def _smooth_surrogate(exact: torch.Tensor, continuous: torch.Tensor) -> torch.Tensor:
+    """``exact`` in value; plus ``continuous``'s gradient (``continuous - continuous.detach()``
+    is 0 in value)."""
+    return exact + (continuous - continuous.detach())
+
+
+_RATE_GRAD_DOC = """``rate_grad`` chooses how gradients reach the latent. ``y`` is the latent the rate is
+    evaluated at (in a codec: the rounded latent ``Q(u)``), ``latent`` the encoder's
+    unrounded output ``u`` of which ``y`` is the rounding (default: ``y`` itself):
+
+    - ``"ste"`` (the paper): value and derivatives at the binned residual
+      ``floor(y - mean + 1/2)``; the gradient reaches ``y`` (and through the codec's
+      straight-through rounding, ``u``). ``latent`` is ignored.
+    - ``"smooth"``: the value is the exact bin probability at ``y`` (as ``"ste"``); the
+      gradients to ``means``/``scales`` are ``"ste"``'s; the gradient to the latent is
+      ``d/du`` of the continuous rate ``-log2(Phi((u - mean + 1/2)/s) - Phi((u - mean -
+      1/2)/s))`` at the *unrounded* ``u``, and it reaches ``latent`` (``y`` gets none when
+      ``latent`` is given). It pulls an element inside its bin toward the mean.
+    - ``"noise"``: CompressAI's proxy: the value and every gradient at ``u + U(-1/2, 1/2)``
+      (a fresh sample), no binning; ``y`` gets no gradient when ``latent`` is given."""
 
 
 def gaussian_likelihood(
@@ -134,27 +157,28 @@ def gaussian_likelihood(
     likelihood_bound: float = 1e-9,
     round_residual: bool = True,
     rate_grad: str = "ste",
+    latent: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Likelihood of each element's integer bin under a conditional Gaussian.
 
-    ``r = y - means`` (``y`` without means), rounded half toward zero when
-    ``round_residual`` (the paper); ``p = Phi((0.5 - |r|)/s) - Phi((-0.5 - |r|)/s)`` with
-    ``s = max(scales, scale_bound)``, then ``p = max(p, likelihood_bound)``. Both bounds
-    pass the gradient where ``x >= bound`` or where the incoming gradient is negative
-    (CompressAI's LowerBound).
+    ``r = y - means`` (``y`` without means), binned as ``k = floor(r + 1/2)`` when
+    ``round_residual`` (the entropy coder's own map: a bijection between the integers and
+    the bins for any mean, so the likelihood of integer ``y`` sums to 1 over the
+    integers); ``p = Phi((k + 0.5)/s) - Phi((k - 0.5)/s)`` with ``s = max(scales,
+    scale_bound)``, then ``p = max(p, likelihood_bound)``. Both bounds pass the gradient
+    where ``x >= bound`` or where the incoming gradient is negative (CompressAI's
+    LowerBound). (The paper's code rounds ``r`` half toward zero, which maps two integers
+    to one bin when the mean ends in .5: its "likelihood" then sums to up to 2, and
+    training learns to put means there. That mode is not offered.)
 
-    ``rate_grad`` chooses how gradients reach ``y``/``means``/``scales``:
-
-    - ``"ste"`` (the paper): value and derivative at the rounded residual, identity
-      through the rounding.
-    - ``"smooth"``: value at the rounded residual (exact), derivative of the continuous
-      likelihood at the unrounded residual.
-    - ``"noise"``: CompressAI's training proxy: a fresh ``U(-0.5, 0.5)`` sample is added to
-      ``y`` and the residual is not rounded (``round_residual`` is ignored).
+    {rate_grad_doc}
+    ``-log2`` of this likelihood has the values and gradients of :func:`gaussian_rate` in
+    every mode.
 
     Args:
         y: floating tensor, any shape ``S``.
         scales, means: floating tensors broadcastable to ``S`` (dtypes are promoted).
+        latent: ``"smooth"``/``"noise"`` only: floating tensor of shape ``S``.
     Returns:
         The bounded likelihood, shape ``S``, the promoted dtype. A NaN input gives NaN for
         that element; an infinite residual gives ``likelihood_bound``.
@@ -162,9 +186,24 @@ def gaussian_likelihood(
     y, scales, means = _gaussian_inputs(y, scales, means)
     scale_bound = _check_positive("scale_bound", scale_bound)
     likelihood_bound = _check_positive("likelihood_bound", likelihood_bound)
-    y, round_residual, smooth = _rate_grad_mode(y, round_residual, rate_grad)
+    _check_choice("rate_grad", rate_grad, RATE_GRADS)
+    latent = _check_latent(latent, y)
     impl = _backend_for(y)
-    return ops.gaussian_likelihood(y, scales, means, scale_bound, likelihood_bound, round_residual, smooth, impl)
+
+    def lik(at, sc, mu, rounding, smooth=False):
+        return ops.gaussian_likelihood(at, sc, mu, scale_bound, likelihood_bound, rounding, smooth, impl)
+
+    if rate_grad == "noise":
+        u = y if latent is None else latent
+        return lik(u + torch.empty_like(u).uniform_(-0.5, 0.5), scales, means, False)
+    if rate_grad == "smooth":
+        if latent is None:
+            return lik(y, scales, means, bool(round_residual), True)
+        exact = lik(y.detach(), scales, means, bool(round_residual))
+        continuous = lik(latent, scales.detach(), means.detach() if means is not None else None, False)
+        # d(-log2 p)/du is the continuous rate's: the gradient of p is p_exact * d log p_c.
+        return exact * torch.exp(_smooth_surrogate(torch.zeros_like(continuous), torch.log(continuous)))
+    return lik(y, scales, means, bool(round_residual))
 
 
 def gaussian_rate(
@@ -177,20 +216,23 @@ def gaussian_rate(
     likelihood_bound: float = 1e-9,
     round_residual: bool = True,
     rate_grad: str = "ste",
+    latent: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Rate in bits, ``sum(-log2(gaussian_likelihood(...)))``, fused with the reduction.
 
     Same maths and keywords as :func:`gaussian_likelihood`; the Triton path never writes
     the likelihood to memory, forward or backward. The backward divides by the bounded
-    likelihood, so gradients stay finite where float32 underflows. With ``"smooth"`` the
-    gradient is that of the continuous rate ``-log2 p(r)`` at the unrounded residual (so
-    it differs from differentiating ``-log2(gaussian_likelihood(..., rate_grad="smooth"))``,
-    which divides by the likelihood at the rounded residual).
+    likelihood, so gradients stay finite where float32 underflows.
+
+    {rate_grad_doc}
+    With ``"smooth"`` and ``latent`` the continuous rate is a second fused pass whose
+    value is discarded (only its gradient is used).
 
     Args:
         y: floating tensor of shape ``S``; ``S[0] = B`` for ``reduction="batch"``.
         scales, means: broadcastable to ``S``.
         reduction: ``"sum"`` (a scalar) or ``"batch"`` (bits per sample, shape ``[B]``).
+        latent: ``"smooth"``/``"noise"`` only: floating tensor of shape ``S``.
     Returns:
         Bits, at least float32. Deterministic: the same input gives the same bits on every
         run. Empty inputs give 0; a NaN input makes its sum NaN.
@@ -201,11 +243,28 @@ def gaussian_rate(
         raise ValueError("reduction='batch' needs y with a batch dimension, got a 0-d tensor")
     scale_bound = _check_positive("scale_bound", scale_bound)
     likelihood_bound = _check_positive("likelihood_bound", likelihood_bound)
-    y, round_residual, smooth = _rate_grad_mode(y, round_residual, rate_grad)
+    _check_choice("rate_grad", rate_grad, RATE_GRADS)
+    latent = _check_latent(latent, y)
     impl = _backend_for(y)
-    return ops.gaussian_rate(
-        y, scales, means, scale_bound, likelihood_bound, round_residual, smooth, reduction == "batch", impl
-    )
+    per_batch = reduction == "batch"
+
+    def rate(at, sc, mu, rounding, smooth=False):
+        return ops.gaussian_rate(at, sc, mu, scale_bound, likelihood_bound, rounding, smooth, per_batch, impl)
+
+    if rate_grad == "noise":
+        u = y if latent is None else latent
+        return rate(u + torch.empty_like(u).uniform_(-0.5, 0.5), scales, means, False)
+    if rate_grad == "smooth":
+        if latent is None:
+            return rate(y, scales, means, bool(round_residual), True)
+        exact = rate(y.detach(), scales, means, bool(round_residual))
+        continuous = rate(latent, scales.detach(), means.detach() if means is not None else None, False)
+        return _smooth_surrogate(exact, continuous)
+    return rate(y, scales, means, bool(round_residual))
+
+
+gaussian_likelihood.__doc__ = gaussian_likelihood.__doc__.format(rate_grad_doc=_RATE_GRAD_DOC)
+gaussian_rate.__doc__ = gaussian_rate.__doc__.format(rate_grad_doc=_RATE_GRAD_DOC)
 
 
 def build_indexes(scales: torch.Tensor, scale_table: torch.Tensor) -> torch.Tensor:

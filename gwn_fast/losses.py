@@ -70,15 +70,19 @@ class GrayWynerLoss(nn.Module):
     def forward(self, out: dict, targets: Sequence[torch.Tensor]) -> dict:
         if len(tuple(targets)) != 2:
             raise ValueError("targets must be a pair (z1, z2)")
-        for key in ("z_hat", "likelihoods", "num_pixels"):
+        for key in ("z_hat", "num_pixels"):
             if key not in out:
                 raise ValueError(f"out lacks {key!r}: pass the dict returned by GrayWynerCodec.forward")
-        z_hat, lik = out["z_hat"], out["likelihoods"]
+        if "bits" not in out and "likelihoods" not in out:
+            raise ValueError("out lacks 'bits' (or 'likelihoods'): pass the dict returned by GrayWynerCodec.forward")
+        z_hat = out["z_hat"]
         ref = z_hat[1]
         num_pixels = out["num_pixels"] if self.rate_unit == "pixel" else ref.shape[0]
+        # The codec's fused per-sample bits; CompressAI-style outputs carry likelihoods only.
+        bits = out["bits"] if "bits" in out else {n: -torch.log2(p).sum() for n, p in out["likelihoods"].items()}
         rates = {}
         for name in ("y0", "y1", "y2"):
-            rates[name] = (-torch.log2(lik[name])).sum() / num_pixels if name in lik else ref.new_zeros(())
+            rates[name] = bits[name].sum() / num_pixels if name in bits else ref.new_zeros(())
         d1 = self.distortion[0](z_hat[1], targets[0])
         d2 = self.distortion[1](z_hat[2], targets[1])
         align = out.get("align_loss", ref.new_zeros(()))

@@ -1,8 +1,9 @@
 """Conditional Gaussian likelihood of integer bins, and its rate fused with the reduction.
 
 For each element, with the residual ``r = y - mean`` (or ``y`` without means), its
-magnitude ``a = |round_half_toward_zero(r)|`` (``|r|`` when ``ROUND`` is off) and the
-bounded scale ``s = max(scale, scale_bound)``:
+magnitude ``a = |floor(r + 1/2)|`` (``|r|`` when ``ROUND`` is off; ``floor(r + 1/2)`` is
+the coder's bin map, a bijection between integer ``y`` and bins for any mean, so the
+likelihood sums to 1 over the integers) and the bounded scale ``s = max(scale, scale_bound)``:
 
     mass = Phi((0.5 - a) / s) - Phi((-0.5 - a) / s)
     p    = max(mass, likelihood_bound)            bits = -log2(p)
@@ -122,9 +123,10 @@ def _load_residual_and_scale(y_ptr, scales_ptr, means_ptr, offsets, mask, HAS_ME
 
 @triton.jit
 def _likelihood(residual, scale, scale_bound, likelihood_bound, ROUND: tl.constexpr):
-    magnitude = tl.abs(residual)
     if ROUND:
-        magnitude = tl.math.ceil(magnitude - 0.5)  # |round_half_toward_zero(residual)|
+        magnitude = tl.abs(tl.math.floor(residual + 0.5))  # |k|, k = floor(r + 1/2): the coder's bin
+    else:
+        magnitude = tl.abs(residual)
     return _lower_bound(_bin_mass(magnitude, _lower_bound(scale, scale_bound)), likelihood_bound)
 
 
@@ -194,9 +196,10 @@ def _gaussian_grads(
     # upstream = dL/dp per element) or of the bits (RATE True, upstream = dL/dbits).
     # "ste" differentiates at the rounded residual with the identity through the rounding;
     # "smooth" (SMOOTH) differentiates the continuous likelihood at the unrounded residual.
-    magnitude = tl.abs(residual)
     if ROUND and not SMOOTH:
-        magnitude = tl.math.ceil(magnitude - 0.5)
+        magnitude = tl.abs(tl.math.floor(residual + 0.5))
+    else:
+        magnitude = tl.abs(residual)
     s = _lower_bound(scale, scale_bound)
     mass = _bin_mass(magnitude, s)
     if RATE:

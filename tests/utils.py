@@ -95,7 +95,8 @@ class _LowerBound(torch.autograd.Function):
 
 
 def _round_ste(x):
-    rounded = torch.sign(x) * torch.ceil(x.abs() - 0.5)
+    # The residual's bin: k = floor(r + 1/2), the coder's bijective map (straight-through).
+    rounded = torch.floor(x + 0.5)
     return x + (rounded - x).detach()
 
 
@@ -139,7 +140,7 @@ def float64_bits(y, scales, means=None, scale_bound=0.11, likelihood_bound=1e-9,
     """Bits per element in float64 with the erfc form. The residual is formed in the inputs'
     dtype (as the library does) so that both sides round it to the same bin."""
     residual = (y - means if means is not None else y).double()
-    a = torch.ceil(residual.abs() - 0.5) if round_residual else residual.abs()
+    a = torch.floor(residual + 0.5).abs() if round_residual else residual.abs()
     s = scales.double().clamp_min(scale_bound)
     c = math.sqrt(0.5)
     p = 0.5 * (torch.special.erfc((a - 0.5) * c / s) - torch.special.erfc((a + 0.5) * c / s))

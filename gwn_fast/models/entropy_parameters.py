@@ -179,15 +179,34 @@ class IntegerEntropyBottleneck(EntropyBottleneck):
         likelihood = torch.abs(torch.sigmoid(sign * upper) - torch.sigmoid(sign * lower))
         return likelihood, lower, upper
 
-    def likelihood(self, y: torch.Tensor) -> torch.Tensor:
-        """Bounded likelihood of integer-valued ``y`` ``[N, C, ...]`` (no noise, no
-        rounding: ``y`` is quantized already), shaped like ``y``; differentiable in ``y``
-        and the density's parameters (not the quantiles)."""
+    def likelihood(self, y: torch.Tensor, latent: torch.Tensor | None = None, rate_grad: str = "ste") -> torch.Tensor:
+        """Bounded likelihood of integer-valued ``y`` ``[N, C, ...]`` (quantized already: no
+        noise, no rounding), shaped like ``y``; differentiable in ``y`` and the density's
+        parameters (not the quantiles).
+
+        ``rate_grad`` and ``latent`` (the unrounded latent ``y`` rounds, shaped like ``y``)
+        as in :func:`gwn_fast.functional.gaussian_likelihood`: ``"smooth"`` keeps the exact
+        value at ``y`` and the parameters' exact gradients, and gives ``latent`` the
+        gradient of the continuous bin mass ``P([u - 1/2, u + 1/2])`` at ``u``; ``"noise"``
+        evaluates everything at ``latent + U(-1/2, 1/2)``."""
         if y.ndim < 2 or y.shape[1] != self.channels:
             raise ValueError(f"expected [N, {self.channels}, ...], got {tuple(y.shape)}")
+        if rate_grad not in ("ste", "smooth", "noise"):
+            raise ValueError(f"rate_grad must be 'ste', 'smooth' or 'noise', got {rate_grad!r}")
+        if latent is not None and latent.shape != y.shape:
+            raise ValueError(f"latent must have the shape of y {tuple(y.shape)}, got {tuple(latent.shape)}")
+        if latent is None or rate_grad == "ste":
+            return self._bounded(y)
+        if rate_grad == "noise":
+            return self._bounded(latent + torch.empty_like(latent).uniform_(-0.5, 0.5))
+        exact = self._bounded(y.detach())
+        log_continuous = torch.log(self._bounded(latent, stop_gradient=True))
+        return exact * torch.exp(log_continuous - log_continuous.detach())
+
+    def _bounded(self, y: torch.Tensor, stop_gradient: bool = False) -> torch.Tensor:
         perm = (1, 0, *range(2, y.ndim))
         values = y.permute(*perm).reshape(self.channels, 1, -1)
-        lik, _, _ = self._likelihood(values.to(self.quantiles.dtype))
+        lik, _, _ = self._likelihood(values.to(self.quantiles.dtype), stop_gradient=stop_gradient)
         if self.use_likelihood_bound:
             lik = self.likelihood_lower_bound(lik)
         shape = (self.channels, y.shape[0], *y.shape[2:])

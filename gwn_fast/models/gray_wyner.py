@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import copy
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import torch
@@ -23,7 +23,7 @@ from gwn_fast.models.entropy_parameters import (
 )
 from gwn_fast.models.transforms import image_analysis, image_synthesis, light_analysis, light_synthesis, mlp_head
 
-__all__ = ["ARCHITECTURES", "STREAMS", "Y0_PRIORS", "GrayWynerCodec", "quantize_ste"]
+__all__ = ["ARCHITECTURES", "STREAMS", "Y0_PRIORS", "GrayWynerCodec", "LazyLikelihoods", "quantize_ste"]
 
 ARCHITECTURES = ("shared", "separated", "combined", "independent", "joint")
 TRANSFORMS = ("image", "light")
@@ -31,6 +31,26 @@ HEADS = ("conv", "mlp")
 STREAMS = {"y0": "common", "y1": "private1", "y2": "private2"}
 RATE_GRADS = ("ste", "smooth", "noise")
 Y0_PRIORS = ("gaussian", "bottleneck")
+
+
+class LazyLikelihoods(Mapping):
+    """``name -> likelihood``, each computed on first access from a thunk (so training on
+    ``out["bits"]`` never builds them). Read-only, like the dict CompressAI returns."""
+
+    def __init__(self, thunks: dict):
+        self._thunks = dict(thunks)
+        self._values: dict = {}
+
+    def __getitem__(self, name):
+        if name not in self._values:
+            self._values[name] = self._thunks[name]()
+        return self._values[name]
+
+    def __iter__(self):
+        return iter(self._thunks)
+
+    def __len__(self):
+        return len(self._thunks)
 
 
 def quantize_ste(x: torch.Tensor) -> torch.Tensor:
@@ -262,26 +282,35 @@ class GrayWynerCodec(CompressionModel):
         return x1, x2, (H, W)
 
     def _analyze(self, x1, x2):
-        """Quantized latents (integer-valued, straight-through) and the alignment loss."""
+        """``(latents, continuous, align)``: the quantized latents (integer-valued,
+        straight-through), the encoder's unrounded outputs they round (for the shared
+        architecture's Y0: ``match * (c1 + c2) / 2`` over the two candidates, 0 where they
+        do not match), and the alignment loss."""
         arch, a = self.architecture, self.analysis
         both = torch.cat([x1, x2], 1) if arch != "independent" else None
         Cb = self.common_channels
         align = x1.new_zeros(())
         if arch == "shared":
             h1, h2 = a[0](both), a[1](both)
-            y0, align = F.match_merge(h1[:, :Cb], h2[:, :Cb], quantize=True)
+            c1, c2 = h1[:, :Cb], h2[:, :Cb]
+            y0, align = F.match_merge(c1, c2, quantize=True)
+            with torch.no_grad():
+                match = quantize_ref(c1) == quantize_ref(c2)
+            u0 = torch.where(match, 0.5 * (c1 + c2), torch.zeros((), dtype=c1.dtype, device=c1.device))
+            continuous = {"y0": u0, "y1": h1[:, Cb:], "y2": h2[:, Cb:]}
             latents = {"y0": y0, "y1": quantize_ste(h1[:, Cb:]), "y2": quantize_ste(h2[:, Cb:])}
-        elif arch == "separated":
-            latents = {"y0": quantize_ste(a[2](both)), "y1": quantize_ste(a[0](both)), "y2": quantize_ste(a[1](both))}
+            return latents, continuous, align
+        if arch == "separated":
+            continuous = {"y0": a[2](both), "y1": a[0](both), "y2": a[1](both)}
         elif arch == "combined":
             Cp = self.latent_sizes["y1"]
-            h = quantize_ste(a[0](both))
-            latents = {"y1": h[:, :Cp], "y2": h[:, Cp : 2 * Cp], "y0": h[:, 2 * Cp :]}
+            h = a[0](both)
+            continuous = {"y1": h[:, :Cp], "y2": h[:, Cp : 2 * Cp], "y0": h[:, 2 * Cp :]}
         elif arch == "independent":
-            latents = {"y1": quantize_ste(a[0](x1)), "y2": quantize_ste(a[1](x2))}
+            continuous = {"y1": a[0](x1), "y2": a[1](x2)}
         else:
-            latents = {"y0": quantize_ste(a[0](both))}
-        return latents, align
+            continuous = {"y0": a[0](both)}
+        return {name: quantize_ste(u) for name, u in continuous.items()}, continuous, align
 
     def _synthesize(self, latents, size, receivers=(1, 2)):
         H, W = size
@@ -299,32 +328,58 @@ class GrayWynerCodec(CompressionModel):
     # training / rate estimate
     # ---------------------------------------------------------------------------------
     def forward(self, x1: torch.Tensor, x2: torch.Tensor | None = None) -> dict:
-        """Returns ``{"z_hat": {1: z1, 2: z2}, "likelihoods": {"y0", "y1", "y2"},
-        "align_loss": scalar, "latents": {...}, "num_pixels": N*H*W}``; channels an
-        architecture lacks are absent from ``likelihoods``."""
+        """Training / rate-estimate pass.
+
+        Returns a dict:
+
+        - ``"z_hat"``: ``{1: z1, 2: z2}``, the task outputs;
+        - ``"bits"``: ``{"y0", "y1", "y2"}`` -> ``[N]``, each sample's rate in bits (the
+          fused :func:`gwn_fast.functional.gaussian_rate`; no likelihood tensor is made);
+        - ``"likelihoods"``: a read-only mapping ``{"y0", "y1", "y2"}`` -> ``[N, C, h, w]``
+          (CompressAI's contract), computed on first access; ``-log2`` of it has
+          ``"bits"``' values and gradients (with ``rate_grad="noise"`` it draws its own
+          noise sample);
+        - ``"align_loss"`` (scalar), ``"latents"`` (the quantized latents, as decoded),
+          ``"num_pixels"`` (``N*H*W``).
+
+        Channels an architecture lacks are absent. In training mode the rate's gradient
+        follows ``rate_grad`` (in eval mode always ``"ste"``); the contexts, conditioning
+        branches and synthesis see the quantized latents, as the decoder does.
+        """
         x1p, x2p, size = self._prepare(x1, x2)
-        latents, align = self._analyze(x1p, x2p)
+        latents, continuous, align = self._analyze(x1p, x2p)
         rate_grad = self.rate_grad if self.training else "ste"
-        likelihoods = {}
+        bits, likelihoods = {}, {}
         for name, y in latents.items():
-            cond = latents["y0"] if self.entropy_parameters[name].cond is not None else None
-            if name == "y0" and self.y0_bottleneck is not None and self.context == "none":
-                likelihoods[name] = self.y0_bottleneck.likelihood(y)
-                continue
-            scales, means = self.entropy_parameters[name](y, cond)
-            likelihoods[name] = F.gaussian_likelihood(y, scales, means, rate_grad=rate_grad)
-            if name == "y0" and self.y0_bottleneck is not None:
-                # checkerboard: the anchors (first pass) on the bottleneck, the rest Gaussian
-                anchor = checkerboard_anchor_mask(y.shape[2], y.shape[3], y.device, torch.bool)
-                prior = self.y0_bottleneck.likelihood(y).to(likelihoods[name].dtype)
-                likelihoods[name] = torch.where(anchor, prior, likelihoods[name])
+            u = continuous[name] if rate_grad != "ste" else None
+            bits[name], likelihoods[name] = self._rate(name, y, u, latents.get("y0"), rate_grad)
         return {
             "z_hat": self._synthesize(latents, size),
-            "likelihoods": likelihoods,
+            "bits": bits,
+            "likelihoods": LazyLikelihoods(likelihoods),
             "align_loss": align,
             "latents": latents,
             "num_pixels": x1.shape[0] * size[0] * size[1],
         }
+
+    def _rate(self, name: str, y: torch.Tensor, u: torch.Tensor | None, y0: torch.Tensor | None, rate_grad: str):
+        """``(bits [N], likelihood thunk)`` of latent ``name`` (quantized ``y``, unrounded
+        ``u`` or None for ``"ste"``), conditioned on ``y0`` where its model is."""
+        ep = self.entropy_parameters[name]
+        cond = y0 if ep.cond is not None else None
+        prior = self.y0_bottleneck if name == "y0" else None
+        if prior is not None and self.context == "none":
+            lik = prior.likelihood(y, latent=u, rate_grad=rate_grad)
+            return -torch.log2(lik).flatten(1).sum(1), lambda: lik
+        scales, means = ep(y, cond)
+        if prior is None:
+            bits = F.gaussian_rate(y, scales, means, reduction="batch", rate_grad=rate_grad, latent=u)
+            return bits, lambda: F.gaussian_likelihood(y, scales, means, rate_grad=rate_grad, latent=u)
+        # checkerboard: the anchors (first pass) on the bottleneck, the rest Gaussian
+        gaussian = F.gaussian_likelihood(y, scales, means, rate_grad=rate_grad, latent=u)
+        anchor = checkerboard_anchor_mask(y.shape[2], y.shape[3], y.device, torch.bool)
+        lik = torch.where(anchor, prior.likelihood(y, latent=u, rate_grad=rate_grad).to(gaussian.dtype), gaussian)
+        return -torch.log2(lik).flatten(1).sum(1), lambda: lik
 
     # ---------------------------------------------------------------------------------
     # tables
@@ -515,7 +570,7 @@ class GrayWynerCodec(CompressionModel):
         """
         self._check_tables()
         x1p, x2p, size = self._prepare(x1, x2)
-        latents, _ = self._analyze(x1p, x2p)
+        latents, _, _ = self._analyze(x1p, x2p)
         params = self._coding_parameters()
         parts = {name: [] for name in latents}
         for b in range(x1.shape[0]):

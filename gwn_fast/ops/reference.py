@@ -192,10 +192,12 @@ def bin_mass_ref(magnitude: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
 
 
 def _magnitude(y: torch.Tensor, means: torch.Tensor | None, round_residual: bool) -> torch.Tensor:
-    magnitude = (y - means).abs_() if means is not None else y.abs()
+    """``|k|`` with ``k = floor(r + 1/2)`` (the coder's bijective bin map) when
+    ``round_residual``, else ``|r|``; ``r = y - means``. A fresh tensor."""
+    residual = y - means if means is not None else y.clone()
     if round_residual:
-        magnitude.sub_(0.5).ceil_()  # |sign(r) ceil(|r| - 0.5)|, up to the sign of zero
-    return magnitude
+        residual.add_(0.5).floor_()
+    return residual.abs_()
 
 
 def gaussian_likelihood_ref(
@@ -300,9 +302,7 @@ def _grads_chunk(
     both bounds, the rate divided by the bounded likelihood.
     """
     residual = y - means if means is not None else y
-    magnitude = residual.abs()
-    if round_residual:
-        magnitude.sub_(0.5).ceil_()
+    magnitude = _magnitude(y, means, round_residual)
     # Capped so that u * phi(u) below is 0, not inf * 0, for infinite residuals.
     magnitude.clamp_max_(_MAX_MAGNITUDE)
     twice, x_lo, x_hi, k = _twice_mass(magnitude, scales.clamp_min(scale_bound))

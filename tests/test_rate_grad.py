@@ -1,0 +1,307 @@
+"""Rate-gradient modes and the likelihood as a pmf, tested where they matter: the gradient
+that reaches the encoder's unrounded output through the whole codec, and the coded bytes
+against the trained likelihood."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from gwn_fast import GrayWynerCodec, GrayWynerLoss
+from gwn_fast import functional as F
+from gwn_fast.coder import fixed_overhead
+from gwn_fast.models.entropy_parameters import checkerboard_anchor_mask
+
+
+# --------------------------------------------------------------------------------------
+# independent oracles (float64, autograd through torch.special.ndtr)
+# --------------------------------------------------------------------------------------
+def bin_bits(residual: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    """``-log2(Phi((r + 1/2)/s) - Phi((r - 1/2)/s))`` per element, differentiable in ``r``."""
+    mass = torch.special.ndtr((residual + 0.5) / scale) - torch.special.ndtr((residual - 0.5) / scale)
+    return -torch.log2(mass)
+
+
+def continuous_rate_grad(u: torch.Tensor, mean: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    """d/du of the continuous bin rate at the unrounded ``u``."""
+    u = u.detach().double().requires_grad_()
+    (grad,) = torch.autograd.grad(bin_bits(u - mean.double(), scale.double()).sum(), u)
+    return grad
+
+
+def exact_bits(y: torch.Tensor, mean: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    """Bits of integer ``y`` in its coder bin ``k = floor(y - mean + 1/2)``."""
+    k = torch.floor(y.double() - mean.double() + 0.5)
+    return bin_bits(k, scale.double())
+
+
+# --------------------------------------------------------------------------------------
+# the likelihood is a pmf over the integers, for every mean
+# --------------------------------------------------------------------------------------
+HALF = -0.5
+MEANS = [-0.5, 0.5, 1.5, -1.5, 0.3, 2.5, math.nextafter(-0.5, -1), math.nextafter(-0.5, 0), math.nextafter(0.5, 1)]
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("mean", MEANS)
+def test_likelihood_sums_to_one_over_the_integers(mean, dtype):
+    y = torch.arange(-300, 301, dtype=dtype)
+    for scale in (0.11, 0.2, 0.55, 2.0, 7.0, 30.0):
+        s = torch.tensor(scale, dtype=dtype)
+        m = torch.tensor(mean, dtype=dtype)
+        total = F.gaussian_likelihood(y, s, m).double().sum().item()
+        # Bins past the tails are floored at likelihood_bound = 1e-9 each (< 6e-7 in all).
+        assert abs(total - 1.0) < 1e-6, (mean, scale, total)
+        bits = F.gaussian_rate(y, s.expand_as(y), m.expand_as(y), reduction="batch").double()
+        torch.testing.assert_close(bits, -torch.log2(F.gaussian_likelihood(y, s, m).double()), rtol=2e-6, atol=1e-5)
+
+
+def test_bins_follow_the_coder_map_at_half_integer_means():
+    # mean = -0.5: y = -1 and y = 0 are the bins k = -1 and k = 0, not one shared bin.
+    y = torch.tensor([-1.0, 0.0], dtype=torch.float64)
+    p = F.gaussian_likelihood(y, torch.tensor(0.55, dtype=torch.float64), torch.tensor(-0.5, dtype=torch.float64))
+    expected = torch.exp2(-exact_bits(y, torch.tensor(-0.5, dtype=torch.float64), torch.tensor(0.55, dtype=torch.float64)))
+    torch.testing.assert_close(p, expected, rtol=1e-9, atol=0)
+    assert abs(p.sum().item() - (p[0] + p[1]).item()) < 1e-15 and p.sum().item() < 1.0
+
+
+# --------------------------------------------------------------------------------------
+# functional level: the fused rate and -log2(likelihood) agree in every mode
+# --------------------------------------------------------------------------------------
+@pytest.mark.parametrize("rate_grad", ["ste", "smooth", "noise"])
+def test_fused_rate_and_likelihood_agree_in_every_mode(rate_grad):
+    g = torch.Generator().manual_seed(0)
+    u = (torch.randn(4, 3, 5, 5, generator=g, dtype=torch.float64) * 2).requires_grad_()
+    scales = (torch.rand(4, 3, 5, 5, generator=g, dtype=torch.float64) * 3 + 0.2).requires_grad_()
+    means = (torch.randn(4, 3, 5, 5, generator=g, dtype=torch.float64)).requires_grad_()
+    y = u + (torch.round(u) - u).detach()
+    results = []
+    for fused in (True, False):
+        torch.manual_seed(5)  # the same noise sample for both ("noise")
+        if fused:
+            bits = F.gaussian_rate(y, scales, means, reduction="batch", rate_grad=rate_grad, latent=u)
+        else:
+            p = F.gaussian_likelihood(y, scales, means, rate_grad=rate_grad, latent=u)
+            bits = -torch.log2(p).flatten(1).sum(1)
+        grads = torch.autograd.grad(bits.sum(), (u, scales, means))
+        results.append((bits, *grads))
+    for a, b in zip(*results):
+        torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-9)
+
+
+# --------------------------------------------------------------------------------------
+# model level: the gradient that reaches the encoder's output
+# --------------------------------------------------------------------------------------
+class FixedOutput(nn.Module):
+    """An 'encoder' whose output is a parameter: its .grad is what reaches the encoder."""
+
+    def __init__(self, value: torch.Tensor):
+        super().__init__()
+        self.value = nn.Parameter(value.clone())
+
+    def forward(self, x):
+        return self.value
+
+
+class Flatten(nn.Module):
+    def __init__(self, n_in, n_out):
+        super().__init__()
+        self.net = nn.Sequential(nn.Flatten(), nn.Linear(n_in, n_out))
+
+    def forward(self, y):
+        return self.net(y)
+
+
+def fixed_codec(h1, h2, context="none", rate_grad="smooth", architecture="shared", **kwargs):
+    C, h, w = h1.shape[1:]
+    modules = [FixedOutput(h1), FixedOutput(h2)] if architecture == "shared" else [FixedOutput(h1)]
+    codec = GrayWynerCodec(
+        in_channels=1, out_channels=(2, 2), latent_channels=C, common_channels=C // 2, architecture=architecture,
+        context=context, rate_grad=rate_grad, analysis=modules, stride=1,
+        synthesis=[Flatten(C * h * w, 2), Flatten(C * h * w, 2)], **kwargs,
+    )
+    return codec.double().train()
+
+
+def y0_prior(codec):
+    """(scales, means) of Y0's per-channel prior (context "none"), ``[1, Cb, 1, 1]`` each."""
+    scales, means = codec.entropy_parameters["y0"].prior.detach().chunk(2, 1)
+    return scales.clamp_min(0.11), means
+
+
+def _candidates():
+    # Common halves (channels 0, 1): matching pairs inside their bins (both round to 0 or to
+    # 1), and pairs that do not match (0.3 vs 0.7). Private halves (channels 2, 3) anywhere.
+    c1 = torch.tensor([[[0.30, -0.45], [0.20, 1.30]], [[0.30, 0.10], [-0.2, 0.45]]], dtype=torch.float64)
+    c2 = torch.tensor([[[0.20, -0.10], [0.70, 0.80]], [[0.10, 0.40], [-0.3, 0.30]]], dtype=torch.float64)
+    p1 = torch.tensor([[[0.40, -0.3], [1.6, -2.2]], [[0.05, 0.45], [-0.45, 2.7]]], dtype=torch.float64)
+    p2 = torch.tensor([[[-0.2, 0.1], [0.49, -1.2]], [[0.35, -0.4], [3.4, 0.2]]], dtype=torch.float64)
+    h1 = torch.cat([c1, p1]).unsqueeze(0)
+    h2 = torch.cat([c2, p2]).unsqueeze(0)
+    return h1, h2
+
+
+def _set_prior(codec, scale, mean):
+    with torch.no_grad():
+        ep = codec.entropy_parameters["y0"]
+        ep.prior[:, : ep.channels] = scale
+        ep.prior[:, ep.channels :] = mean
+
+
+def test_smooth_gradient_reaches_the_unrounded_common_latent():
+    h1, h2 = _candidates()
+    codec = fixed_codec(h1, h2, rate_grad="smooth")
+    _set_prior(codec, 0.5, 0.0)
+    out = codec(torch.zeros(1, 1, 2, 2, dtype=torch.float64))
+    out["bits"]["y0"].sum().backward()
+    c1, c2 = h1[0, :2], h2[0, :2]
+    match = torch.round(c1) == torch.round(c2)  # no ties in these values
+    u0 = torch.where(match, 0.5 * (c1 + c2), torch.zeros_like(c1))
+    scales, means = y0_prior(codec)
+    expected = 0.5 * continuous_rate_grad(u0, means[0], scales[0]) * match
+    got1, got2 = codec.analysis[0].value.grad[0, :2], codec.analysis[1].value.grad[0, :2]
+    torch.testing.assert_close(got1, expected, rtol=1e-9, atol=1e-12)
+    torch.testing.assert_close(got2, expected, rtol=1e-9, atol=1e-12)
+    # Inside their bin (rounding to the mean's bin) matched elements are pulled toward the
+    # mean: a nonzero gradient of the sign of u0 - mean.
+    inside = match & (torch.round(u0) == 0) & (u0 != 0)
+    assert inside.sum() >= 4
+    assert bool((torch.sign(got1[inside]) == torch.sign(u0[inside])).all())
+    assert bool((got1[inside].abs() > 0.1).all())
+    # The value stays the exact bin rate at the rounded latent.
+    y0 = out["latents"]["y0"][0]
+    torch.testing.assert_close(out["bits"]["y0"].sum(), exact_bits(y0, means[0], scales[0]).sum().float().double(), rtol=1e-6, atol=1e-6)
+
+
+def test_ste_gradient_is_the_papers_at_the_rounded_residual():
+    h1, h2 = _candidates()
+    codec = fixed_codec(h1, h2, rate_grad="ste")
+    _set_prior(codec, 0.5, 0.0)
+    out = codec(torch.zeros(1, 1, 2, 2, dtype=torch.float64))
+    out["bits"]["y0"].sum().backward()
+    y0 = out["latents"]["y0"][0].detach()
+    scales, means = y0_prior(codec)
+    match = torch.round(h1[0, :2]) == torch.round(h2[0, :2])
+    # d bits/d y0 at the rounded residual, halved onto each candidate where they match.
+    expected = 0.5 * continuous_rate_grad(torch.floor(y0 - means[0] + 0.5) + means[0], means[0], scales[0]) * match
+    torch.testing.assert_close(codec.analysis[0].value.grad[0, :2], expected, rtol=1e-9, atol=1e-12)
+    # Elements in the mean's bin get no gradient: what "smooth" exists to fix.
+    assert bool((codec.analysis[0].value.grad[0, :2][y0 == 0] == 0).all())
+
+
+def test_smooth_gradient_of_private_latents_through_the_conditional_model():
+    h1, h2 = _candidates()
+    codec = fixed_codec(h1, h2, context="checkerboard", rate_grad="smooth")
+    ep = codec.entropy_parameters["y1"]
+    with torch.no_grad():
+        # Scales near 1 and means near 0.2 (a trained model's range, far from the bound).
+        ep.head[-1].weight.mul_(0.01)
+        ep.head[-1].bias.copy_(torch.tensor([1.3, 0.9, 0.2, -0.1], dtype=torch.float64))
+    out = codec(torch.zeros(1, 1, 2, 2, dtype=torch.float64))
+    out["bits"]["y1"].sum().backward()
+    with torch.no_grad():
+        scales, means = ep(out["latents"]["y1"], out["latents"]["y0"])
+    u1 = h1[0, 2:]
+    expected = continuous_rate_grad(u1, means[0], scales[0].clamp_min(0.11))
+    got = codec.analysis[0].value.grad[0, 2:]
+    # Non-anchors feed no context: their gradient is the direct term alone.
+    rest = ~checkerboard_anchor_mask(2, 2, dtype=torch.bool)[0, 0].expand_as(u1)
+    torch.testing.assert_close(got[rest], expected[rest], rtol=1e-7, atol=1e-9)
+    assert bool((got[rest].abs() > 1e-3).all())
+
+
+def test_noise_mode_takes_the_rate_at_the_continuous_latent_plus_noise():
+    h1, h2 = _candidates()
+    codec = fixed_codec(h1, h2, rate_grad="noise", architecture="joint")
+    _set_prior(codec, 0.7, 0.2)
+    torch.manual_seed(11)
+    out = codec(torch.zeros(1, 1, 2, 2, dtype=torch.float64))
+    torch.manual_seed(11)
+    noise = torch.empty_like(h1).uniform_(-0.5, 0.5)
+    out["bits"]["y0"].sum().backward()
+    scales, means = y0_prior(codec)
+    u = h1[0] + noise[0]
+    torch.testing.assert_close(out["bits"]["y0"].sum(), bin_bits(u - means[0], scales[0]).sum(), rtol=1e-9, atol=1e-9)
+    torch.testing.assert_close(codec.analysis[0].value.grad[0], continuous_rate_grad(u, means[0], scales[0]), rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.parametrize("rate_grad", ["ste", "smooth", "noise"])
+@pytest.mark.parametrize("context", ["none", "checkerboard"])
+def test_bottleneck_prior_modes_reach_the_encoder(rate_grad, context):
+    h1, h2 = _candidates()
+    codec = fixed_codec(h1, h2, context=context, rate_grad=rate_grad, y0_prior="bottleneck")
+    out = codec(torch.zeros(1, 1, 2, 2, dtype=torch.float64))
+    out["bits"]["y0"].sum().backward()
+    grad = codec.analysis[0].value.grad[0, :2]
+    y0 = out["latents"]["y0"][0]
+    anchor = checkerboard_anchor_mask(2, 2, dtype=torch.bool)[0, 0].expand_as(y0)
+    match = torch.round(h1[0, :2]) == torch.round(h2[0, :2])
+    on_prior = anchor if context == "checkerboard" else torch.ones_like(anchor)
+    moved = grad[on_prior & match] != 0
+    if rate_grad == "ste":
+        # Integer latents: the derivative of the bottleneck's bin mass at the integer.
+        assert grad.abs().sum() > 0
+    else:
+        assert bool(moved.all()), grad
+    assert bool((grad[~match] == 0).all())
+    # The value is the exact bin mass at the integer latent in ste/smooth.
+    if rate_grad != "noise":
+        lik = codec.y0_bottleneck.likelihood(out["latents"]["y0"].detach())
+        bits = -torch.log2(torch.where(on_prior.unsqueeze(0), lik, out["likelihoods"]["y0"].detach()))
+        torch.testing.assert_close(out["bits"]["y0"].sum().detach(), bits.sum(), rtol=1e-6, atol=1e-6)
+
+
+def test_loss_reads_the_fused_bits_and_lazy_likelihoods_agree():
+    h1, h2 = _candidates()
+    codec = fixed_codec(h1, h2, rate_grad="smooth", context="checkerboard")
+    out = codec(torch.zeros(1, 1, 2, 2, dtype=torch.float64))
+    assert set(out["likelihoods"]) == {"y0", "y1", "y2"} and len(out["likelihoods"]) == 3
+    for name in ("y0", "y1", "y2"):
+        torch.testing.assert_close(-torch.log2(out["likelihoods"][name]).flatten(1).sum(1), out["bits"][name], rtol=1e-6, atol=1e-6)
+    terms = GrayWynerLoss(beta=2.0, rate_unit="sample")(out, (torch.zeros(1, 2, dtype=torch.float64),) * 2)
+    torch.testing.assert_close(terms["r0"], out["bits"]["y0"].sum())
+
+
+# --------------------------------------------------------------------------------------
+# coded bytes equal the trained likelihood, also at a half-integer prior mean
+# --------------------------------------------------------------------------------------
+def test_payload_matches_the_estimate_at_a_half_integer_mean():
+    g = torch.Generator().manual_seed(0)
+    n, C, h, w = 64, 4, 2, 2
+    # Y0 (2 channels) takes the values -1 and 0 with the mean exactly -0.5: the paper's
+    # rounding scores both as one bin; the coder codes two bins.
+    y0 = (torch.rand(n, 2, h, w, generator=g) < 0.5).double().neg()
+    private = torch.randn(n, 2, h, w, generator=g, dtype=torch.float64) * 2
+    latent = torch.cat([y0, private], 1)
+    codec = GrayWynerCodec(
+        in_channels=C, out_channels=(2, 2), latent_channels=C, common_channels=2, architecture="shared",
+        context="none", analysis=[nn.Identity(), nn.Identity()], stride=1,
+        synthesis=[Flatten(C * h * w, 2), Flatten(C * h * w, 2)],
+    )
+    _set_prior(codec, 0.55, -0.5)
+    codec.eval().update()
+    x = latent.float()[:, :C]
+    # Both encoders see cat(x, x): take the first C channels as the latent.
+    codec.analysis = nn.ModuleList([_FirstChannels(C), _FirstChannels(C)])
+    out = codec(x)
+    enc = codec.compress(x, single_stream=True)
+    # Y0 is the subject (the private latents' untrained conditional models put their
+    # values in the escape tails; trained codecs are checked in test_codec.py).
+    estimate = out["bits"]["y0"].sum().item()
+    stream = enc["strings"]["common"][0]
+    payload = 8 * (len(stream) - fixed_overhead(stream))
+    assert abs(payload - estimate) <= max(0.01 * estimate, 0.05 * n), (payload, estimate)
+    # The estimate is a real code length: about 1 bit per Y0 element, not ~0.
+    assert out["bits"]["y0"].sum().item() > 0.9 * y0.numel()
+
+
+class _FirstChannels(nn.Module):
+    def __init__(self, channels):
+        super().__init__()
+        self.channels = channels
+
+    def forward(self, x):
+        return x[:, : self.channels]
