@@ -147,19 +147,72 @@ def _print_table(rows: list[dict], unit: str) -> None:
         print(" ".join(fmt.format(r[k]) for k, _, fmt in keys) + "".join(f" {r[q]:7.3f}" for q in quality))
 
 
-def _train(args) -> int:
-    from gwn_fast.experiment import run
+def add_train_arguments(p: argparse.ArgumentParser) -> None:
+    """The options of ``gwn-fast train`` (also ``torchrun ... -m gwn_fast train``): every
+    default not given here is the recipe's (:data:`gwn_fast.recipes.TRAINING`)."""
+    from gwn_fast.models import ARCHITECTURES, CONTEXTS
+    from gwn_fast.recipes import DATASETS
 
-    result = run(
-        args.dataset, architecture=args.architecture, beta=args.beta, alpha=args.alpha, epochs=args.epochs,
-        batch_size=args.batch_size, lr=args.lr, seed=args.seed, setting=args.setting, size=args.size,
-        context=args.context, rate_grad=args.rate_grad, device=args.device, out_dir=args.out, resume=args.resume,
-        progress=not args.quiet,
-    )
+    p.add_argument("--dataset", choices=DATASETS, default="digits")
+    p.add_argument("--setting", default="mixture", help="digits colour setting: dependent, independent, mixture")
+    p.add_argument("--architecture", choices=ARCHITECTURES, default="shared")
+    p.add_argument("--context", choices=CONTEXTS, default=None, help="default: the recipe's")
+    p.add_argument("--rate-grad", choices=("ste", "smooth", "noise"), default=None, help="default: the recipe's")
+    p.add_argument("--beta", type=float, default=1.0)
+    p.add_argument("--alpha", type=float, default=None, help="rate weight (default: the recipe's)")
+    p.add_argument("--epochs", type=int, default=None, help="default: the recipe's")
+    p.add_argument("--lr", type=float, default=None, help="default: the recipe's")
+    p.add_argument("--batch-size", type=int, default=None, help="per process; default: the recipe's")
+    p.add_argument("--size", type=int, default=None)
+    p.add_argument("--train-samples", type=int, default=None, help="synthetic/stereo training set size")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default=None, help="default: cuda:LOCAL_RANK when CUDA is available, else cpu")
+    p.add_argument("--out", required=True, help="run directory")
+    p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
+    p.add_argument("--no-eval", action="store_true", help="skip the test-set evaluation")
+    p.add_argument("--save-rank-weights", action="store_true", help="torchrun: every rank writes OUT/rank{r}.pt")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def _train(args) -> int:
+    """One recipe run; under torchrun (WORLD_SIZE > 1) each process trains a
+    DistributedDataParallel replica on its shard (gloo on CPU, nccl on CUDA) and rank 0
+    writes the checkpoint, metrics and evaluation."""
+    import json
+    import os
+
+    import torch
+
+    from gwn_fast.experiment import run
     from gwn_fast.recipes import RATE_UNITS
 
-    _print_table([result], RATE_UNITS[args.dataset])
-    print(f"checkpoint, metrics.jsonl and result.json in {args.out}")
+    distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    device = args.device or (f"cuda:{local_rank}" if torch.cuda.is_available() else "cpu")
+    if distributed:
+        import torch.distributed as dist
+
+        if device.startswith("cuda"):
+            torch.cuda.set_device(torch.device(device))
+        dist.init_process_group("nccl" if device.startswith("cuda") else "gloo")
+    try:
+        result = run(
+            args.dataset, architecture=args.architecture, beta=args.beta, alpha=args.alpha, epochs=args.epochs,
+            batch_size=args.batch_size, lr=args.lr, seed=args.seed, setting=args.setting, size=args.size,
+            train_samples=args.train_samples, context=args.context, rate_grad=args.rate_grad, device=device,
+            out_dir=args.out, resume=args.resume, progress=not args.quiet, distributed=distributed,
+            evaluate_result=not args.no_eval, save_rank_weights=args.save_rank_weights,
+        )
+        if distributed and torch.distributed.get_rank() != 0:
+            return 0
+        if args.no_eval:
+            print(json.dumps({k: v for k, v in result.items() if not isinstance(v, (list, dict))}, indent=1))
+        else:
+            _print_table([result], RATE_UNITS[args.dataset])
+        print(f"checkpoint, metrics.jsonl and result.json in {args.out}")
+    finally:
+        if distributed:
+            torch.distributed.destroy_process_group()
     return 0
 
 
@@ -215,34 +268,54 @@ def _plot(args) -> int:
     return 0
 
 
-def _demo(args) -> int:
-    import json
-    from pathlib import Path
-
+def _demo_run(beta: float, epochs: int | None, seed: int, out_dir: str) -> dict:
+    # One demo beta in its own process, on one thread (the betas train side by side).
     import torch
 
-    from gwn_fast import plots
     from gwn_fast.experiment import run
+
+    torch.set_num_threads(1)
+    return run("digits", beta=beta, epochs=epochs, seed=seed, setting="mixture", out_dir=out_dir, progress=False)
+
+
+def _demo(args) -> int:
+    import json
+    import os
+    from concurrent.futures import ProcessPoolExecutor
+    from multiprocessing import get_context
+    from pathlib import Path
+
+    from tqdm.auto import tqdm
+
+    from gwn_fast import plots
+    from gwn_fast.recipes import TRAINING
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    from gwn_fast.recipes import TRAINING
-
     epochs = args.epochs or TRAINING["digits"]["epochs"]
-    print(f"coloured digits (mixture), shared GWN, {epochs} epochs per beta; outputs in {out}/")
-    torch.set_num_threads(max(1, torch.get_num_threads()))
-    rows = []
-    for beta in args.betas:
-        print(f"\n== beta = {beta:g} ==")
-        result = run("digits", beta=beta, epochs=epochs, seed=args.seed, setting="mixture", out_dir=out / f"beta{beta:g}",
-                     progress=not args.quiet)
-        rows.append(result)
+    workers = max(1, min(len(args.betas), args.jobs or os.cpu_count() or 1))
+    print(f"coloured digits (mixture), shared GWN, {epochs} epochs per beta, betas {args.betas} "
+          f"({workers} at a time, one thread each); outputs in {out}/")
+    dirs = {beta: out / f"beta{beta:g}" for beta in args.betas}
+    for d in dirs.values():
+        (d / "metrics.jsonl").unlink(missing_ok=True)  # the bar counts its lines
+    with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
+        futures = {beta: pool.submit(_demo_run, beta, epochs, args.seed, str(d)) for beta, d in dirs.items()}
+        total = epochs * len(futures)
+        with tqdm(total=total, desc="train", unit="epoch", disable=args.quiet) as bar:
+            while not all(f.done() for f in futures.values()):
+                done = sum(_count_lines(d / "metrics.jsonl") for d in dirs.values())
+                bar.update(min(done, total) - bar.n)
+                time.sleep(0.5)
+            bar.update(total - bar.n)
+        rows = [futures[beta].result() for beta in args.betas]
     summary = [
         {
             "beta": r["beta"],
             "r0": r["r0"], "r1": r["r1"], "r2": r["r2"],
             "rate_transmit": r["rate_transmit"], "rate_receive": r["rate_receive"],
             "payload_r0": r["payload_r0"], "payload_r1": r["payload_r1"], "payload_r2": r["payload_r2"],
+            "payload_rate_transmit": r["payload_rate_transmit"], "payload_rate_receive": r["payload_rate_receive"],
             "fixed_overhead_bits": 8 * r["overhead_bytes"] / r["samples"],
             "est_r0": r["est_r0"], "est_r1": r["est_r1"], "est_r2": r["est_r2"],
             "acc_digit": r["acc1"], "acc_colour": r["acc2"],
@@ -252,15 +325,33 @@ def _demo(args) -> int:
         for r in rows
     ]
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
-    print()
-    _print_table(rows, "bits/image")
-    print(f"fixed stream overhead (headers, checksums, flush), already inside the rates above: "
-          + ", ".join(f"beta={s['beta']:g}: {s['fixed_overhead_bits']:.3f} bits/image" for s in summary))
-    print(f"label mutual information I(digit; colour) on the test set: {rows[0]['mutual_information_bits']:.3f} bits")
-    png = plots.plot_beta_rates(rows, out / "rates.png", rows[0]["mutual_information_bits"],
-                                title="coloured digits (mixture): the common rate R0 against beta")
+    mi = rows[0]["mutual_information_bits"]
+    print(f"\nrates in bits/image from the real bytes of the {rows[0]['samples']}-image test set, one stream per "
+          f"channel; payload = bytes minus each stream's fixed cost (header, checksum, flush)")
+    print(f"{'beta':>5} {'R0':>7} {'R1':>7} {'R2':>7} {'Rt':>7} {'Rr':>7} {'R0 est':>7} {'fixed':>6} {'acc dig':>7} {'acc col':>7}")
+    for s in summary:
+        print(f"{s['beta']:5g} {s['payload_r0']:7.2f} {s['payload_r1']:7.2f} {s['payload_r2']:7.2f} "
+              f"{s['payload_rate_transmit']:7.2f} {s['payload_rate_receive']:7.2f} {s['est_r0']:7.2f} "
+              f"{s['fixed_overhead_bits']:6.3f} {s['acc_digit']:7.3f} {s['acc_colour']:7.3f}")
+    print(f"label mutual information I(digit; colour) on the test set: {mi:.3f} bits")
+    by_beta = {s["beta"]: s for s in summary}
+    if 1.0 in by_beta and 2.0 in by_beta:
+        b1, b2 = by_beta[1.0], by_beta[2.0]
+        print(f"theory: R0(beta=2) < I < R0(beta=1): {b2['payload_r0']:.2f} < {mi:.2f} < {b1['payload_r0']:.2f} -> "
+              f"{'holds' if b2['payload_r0'] < mi < b1['payload_r0'] else 'FAILS'}; "
+              f"Rt(beta=1) <= Rt(beta=2): {b1['payload_rate_transmit']:.2f} <= {b2['payload_rate_transmit']:.2f} -> "
+              f"{'holds' if b1['payload_rate_transmit'] <= b2['payload_rate_transmit'] else 'FAILS'}")
+    png = plots.plot_beta_rates(rows, out / "rates.png", mi, title="coloured digits (mixture): the common rate R0 against beta")
     print(f"\nwrote {out / 'summary.json'} and {png}")
     return 0
+
+
+def _count_lines(path) -> int:
+    try:
+        with open(path, "rb") as f:
+            return sum(1 for _ in f)
+    except FileNotFoundError:
+        return 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -290,7 +381,7 @@ def main(argv: list[str] | None = None) -> int:
     split.add_argument("--out-dir", required=True)
     split.set_defaults(func=_split)
 
-    from gwn_fast.models import ARCHITECTURES, CONTEXTS
+    from gwn_fast.models import ARCHITECTURES
     from gwn_fast.recipes import DATASETS
 
     def _recipe_args(p):
@@ -303,25 +394,16 @@ def main(argv: list[str] | None = None) -> int:
     demo_p = sub.add_parser("demo", help="the README's main job: train beta=1 and beta=2 GWNs on coloured digits, "
                             "code the test set to real bitstreams, print and plot the rates")
     demo_p.add_argument("--out", default="gwn_demo", help="output directory (default gwn_demo)")
-    demo_p.add_argument("--epochs", type=int, default=None, help="per beta (default: the digits recipe's, 60)")
+    demo_p.add_argument("--epochs", type=int, default=None, help="per beta (default: the digits recipe's)")
+    demo_p.add_argument("--jobs", type=int, default=None, help="betas trained at once (default: one per core)")
     demo_p.add_argument("--betas", type=float, nargs="+", default=[1.0, 2.0])
     demo_p.add_argument("--seed", type=int, default=0)
     demo_p.add_argument("--quiet", action="store_true")
     demo_p.set_defaults(func=_demo)
 
-    train = sub.add_parser("train", help="train one codec of a bundled recipe and evaluate it")
-    _recipe_args(train)
-    train.add_argument("--architecture", choices=ARCHITECTURES, default="shared")
-    train.add_argument("--context", choices=CONTEXTS, default="checkerboard")
-    train.add_argument("--rate-grad", choices=("ste", "smooth", "noise"), default="smooth")
-    train.add_argument("--beta", type=float, default=1.0)
-    train.add_argument("--alpha", type=float, default=None, help="rate weight (default: the recipe's)")
-    train.add_argument("--lr", type=float, default=None, help="default: the recipe's")
-    train.add_argument("--batch-size", type=int, default=None, help="default: the recipe's")
-    train.add_argument("--size", type=int, default=None)
-    train.add_argument("--seed", type=int, default=0)
-    train.add_argument("--out", required=True, help="run directory")
-    train.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
+    train = sub.add_parser("train", help="train one codec of a bundled recipe and evaluate it "
+                           "(multi-process: torchrun --nproc_per_node=N -m gwn_fast train ...)")
+    add_train_arguments(train)
     train.set_defaults(func=_train)
 
     ev = sub.add_parser("eval", help="evaluate a checkpoint with real bitstreams")

@@ -69,8 +69,9 @@ def run(
     setting: str = "mixture",
     size: int | None = None,
     train_samples: int | None = None,
-    context: str = "checkerboard",
-    rate_grad: str = "smooth",
+    context: str | None = None,
+    rate_grad: str | None = None,
+    beta_warmup: tuple[float, float] | None | str = "recipe",
     device: str = "cpu",
     out_dir: str | Path | None = None,
     resume: bool = False,
@@ -81,7 +82,9 @@ def run(
 ) -> dict:
     """Train a recipe's codec and evaluate it on the test set with real bitstreams.
 
-    ``epochs``, ``batch_size``, ``lr`` and ``alpha`` default to the recipe's
+    ``epochs``, ``batch_size``, ``lr``, ``alpha``, ``context``, ``rate_grad`` and
+    ``beta_warmup`` (``(start, fraction)``: beta ramps linearly from ``start`` to ``beta``
+    over that fraction of the epochs; ``None``: no ramp) default to the recipe's
     (:data:`gwn_fast.recipes.TRAINING`).
 
     Returns the evaluation (see :func:`gwn_fast.evaluate.evaluate`) merged with the run's
@@ -95,14 +98,23 @@ def run(
     epochs = defaults["epochs"] if epochs is None else epochs
     batch_size = defaults["batch_size"] if batch_size is None else batch_size
     lr = defaults["lr"] if lr is None else lr
+    context = defaults["context"] if context is None else context
+    rate_grad = defaults["rate_grad"] if rate_grad is None else rate_grad
+    beta_warmup = defaults["beta_warmup"] if isinstance(beta_warmup, str) and beta_warmup == "recipe" else beta_warmup
+    if beta_warmup is not None:
+        beta_warmup = (float(beta_warmup[0]), float(beta_warmup[1]))
+        if not 0 < beta_warmup[1] <= 1:
+            raise ValueError(f"beta_warmup's fraction must be in (0, 1], got {beta_warmup[1]}")
     if not (isinstance(epochs, int) and epochs >= 1):
         raise ValueError(f"epochs must be a positive integer, got {epochs!r}")
     if not batch_size >= 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     torch.manual_seed(seed)
     recipe = _recipe(dataset, setting, seed, size, train_samples, architecture, context, rate_grad, beta, alpha)
-    recipe.update(epochs=epochs, batch_size=batch_size, lr=lr)
-    train_set, _ = recipes.make_datasets(dataset, setting=setting, seed=seed, size=size, train_samples=train_samples)
+    recipe.update(epochs=epochs, batch_size=batch_size, lr=lr, beta_warmup=beta_warmup)
+    train_set, _ = recipes.make_datasets(
+        dataset, setting=setting, seed=seed, size=size, train_samples=train_samples, resample=defaults["resample"]
+    )
     codec = recipes.make_codec(dataset, architecture=architecture, context=context, rate_grad=rate_grad, size=size)
     loss = recipes.make_loss(dataset, beta=beta, alpha=alpha)
     sampler = None
@@ -113,9 +125,17 @@ def run(
         train_set, batch_size=batch_size, shuffle=sampler is None, sampler=sampler, generator=generator
     )
     out = Path(out_dir) if out_dir is not None else None
+
+    def schedule_beta(epoch: int) -> None:
+        if beta_warmup is not None:
+            start, fraction = beta_warmup
+            ramp = min(1.0, epoch / max(1.0, fraction * epochs))
+            loss.beta = start + (beta - start) * ramp
+
     t0 = time.perf_counter()
     history = fit(
         codec, loss, loader, epochs=epochs, lr=lr, device=device, progress=progress, distributed=distributed,
+        one_cycle=defaults["one_cycle"] or True, on_epoch=schedule_beta,
         metrics_path=out / "metrics.jsonl" if out else None,
         checkpoint_path=out / "checkpoint.pt" if out else None,
         resume=resume,

@@ -94,7 +94,7 @@ def fit(
     epochs: int = 1,
     lr: float = 1e-3,
     optimizer: torch.optim.Optimizer | None = None,
-    one_cycle: bool = True,
+    one_cycle: bool | dict = True,
     grad_clip: float | None = 1.0,
     device: str | torch.device = "cpu",
     batch_fn: Callable | None = None,
@@ -103,13 +103,22 @@ def fit(
     resume: bool = False,
     progress: bool = True,
     distributed: bool = False,
+    on_epoch: Callable[[int], None] | None = None,
+    aux_lr: float = 1e-3,
 ) -> list[dict]:
     """Train ``codec`` with ``loss_fn`` (a :class:`gwn_fast.GrayWynerLoss`) for ``epochs``.
 
-    Adam (or ``optimizer``), optionally a one-cycle schedule peaking at ``lr``, gradient
-    clipping, a tqdm progress bar, one JSON line of epoch-mean metrics per epoch in
+    Adam (or ``optimizer``), optionally a one-cycle schedule peaking at ``lr``
+    (``one_cycle`` may be a dict of extra ``OneCycleLR`` arguments, e.g. ``pct_start``),
+    gradient clipping, a tqdm progress bar, one JSON line of epoch-mean metrics per epoch in
     ``metrics_path``, a checkpoint after every epoch in ``checkpoint_path`` (with
-    ``resume=True`` training continues from it). Returns the per-epoch metrics.
+    ``resume=True`` training continues from it). ``on_epoch(epoch)`` is called before each
+    epoch (0-based), e.g. to schedule the loss's ``beta``.
+
+    Auxiliary parameters (CompressAI's ``quantiles`` of an ``EntropyBottleneck``, as with
+    ``y0_prior="bottleneck"``) are trained too: by their own Adam (``aux_lr``) on
+    ``codec.aux_loss()`` after every step, and left out of the main optimiser.
+    Returns the per-epoch metrics.
     """
     if epochs < 1:
         raise ValueError(f"epochs must be >= 1, got {epochs}")
@@ -126,8 +135,11 @@ def fit(
             raise RuntimeError("distributed=True needs torch.distributed initialised (run under torchrun)")
         rank = dist.get_rank()
         model = DistributedDataParallel(codec, device_ids=[device.index] if device.type == "cuda" else None)
-    params = [p for p in codec.parameters() if p.requires_grad]
+    aux_params = [p for n, p in codec.named_parameters() if n.endswith("quantiles") and p.requires_grad]
+    aux_ids = {id(p) for p in aux_params}
+    params = [p for p in codec.parameters() if p.requires_grad and id(p) not in aux_ids]
     optimizer = optimizer or torch.optim.Adam(params, lr=lr)
+    aux_optimizer = torch.optim.Adam(aux_params, lr=aux_lr) if aux_params and hasattr(codec, "aux_loss") else None
     try:
         steps_per_epoch = len(loader)  # type: ignore[arg-type]
     except TypeError:
@@ -136,7 +148,10 @@ def fit(
     if one_cycle:
         if steps_per_epoch is None:
             raise ValueError("one_cycle=True needs a loader with len(); pass one_cycle=False")
-        scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=lr, total_steps=epochs * steps_per_epoch)
+        extra = dict(one_cycle) if isinstance(one_cycle, dict) else {}
+        scheduler = torch.optim.lr_scheduler.OneCycleLR(
+            optimizer, max_lr=lr, total_steps=epochs * steps_per_epoch, **extra
+        )
     start = 0
     history: list[dict] = []
     if resume and checkpoint_path is not None and Path(checkpoint_path).exists():
@@ -150,6 +165,8 @@ def fit(
         bar = tqdm(total=(epochs - start) * (steps_per_epoch or 0) or None, desc="train", unit="step")
     codec.train()
     for epoch in range(start, epochs):
+        if on_epoch is not None:
+            on_epoch(epoch)
         sampler = getattr(loader, "sampler", None)
         if hasattr(sampler, "set_epoch"):
             sampler.set_epoch(epoch)
@@ -171,6 +188,10 @@ def fit(
             optimizer.step()
             if scheduler is not None:
                 scheduler.step()
+            if aux_optimizer is not None:
+                aux_optimizer.zero_grad(set_to_none=True)
+                codec.aux_loss().backward()
+                aux_optimizer.step()
             for k, v in terms.items():
                 sums[k] = sums.get(k, 0.0) + float(v.detach())
             count += 1
@@ -195,66 +216,11 @@ def fit(
     return history
 
 
-def main(argv: list[str] | None = None) -> int:
-    """``python -m gwn_fast.train`` / ``torchrun --nproc_per_node=N -m gwn_fast.train``:
-    train a bundled recipe (the options of ``gwn-fast train``). Under torchrun each process
-    trains a DistributedDataParallel replica on its shard of every epoch (gloo on CPU, nccl
-    on CUDA); rank 0 writes the checkpoint, metrics and evaluation. ``--save-rank-weights``
-    makes every rank write ``OUT/rank{r}.pt`` (its final state dict) so replicas can be
-    compared."""
-    import argparse
-
-    from gwn_fast.experiment import run
-    from gwn_fast.models import ARCHITECTURES, CONTEXTS
-    from gwn_fast.recipes import DATASETS
-
-    p = argparse.ArgumentParser(prog="python -m gwn_fast.train", description=main.__doc__)
-    p.add_argument("--dataset", choices=DATASETS, default="digits")
-    p.add_argument("--setting", default="mixture")
-    p.add_argument("--architecture", choices=ARCHITECTURES, default="shared")
-    p.add_argument("--context", choices=CONTEXTS, default="checkerboard")
-    p.add_argument("--rate-grad", choices=("ste", "smooth", "noise"), default="smooth")
-    p.add_argument("--beta", type=float, default=1.0)
-    p.add_argument("--alpha", type=float, default=None)
-    p.add_argument("--epochs", type=int, default=None, help="default: the recipe's")
-    p.add_argument("--batch-size", type=int, default=None, help="per process; default: the recipe's")
-    p.add_argument("--lr", type=float, default=None, help="default: the recipe's")
-    p.add_argument("--size", type=int, default=None)
-    p.add_argument("--train-samples", type=int, default=None)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default=None, help="default: cuda:LOCAL_RANK when CUDA is available, else cpu")
-    p.add_argument("--out", required=True)
-    p.add_argument("--resume", action="store_true")
-    p.add_argument("--no-eval", action="store_true", help="skip the test-set evaluation")
-    p.add_argument("--save-rank-weights", action="store_true")
-    p.add_argument("--quiet", action="store_true")
-    args = p.parse_args(argv)
-
-    distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
-    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    device = args.device or (f"cuda:{local_rank}" if torch.cuda.is_available() else "cpu")
-    if distributed:
-        import torch.distributed as dist
-
-        backend = "nccl" if device.startswith("cuda") else "gloo"
-        if device.startswith("cuda"):
-            torch.cuda.set_device(torch.device(device))
-        dist.init_process_group(backend)
-    try:
-        result = run(
-            args.dataset, architecture=args.architecture, beta=args.beta, alpha=args.alpha, epochs=args.epochs,
-            batch_size=args.batch_size, lr=args.lr, seed=args.seed, setting=args.setting, size=args.size,
-            train_samples=args.train_samples, context=args.context, rate_grad=args.rate_grad, device=device,
-            out_dir=args.out, resume=args.resume, progress=not args.quiet, distributed=distributed,
-            evaluate_result=not args.no_eval, save_rank_weights=args.save_rank_weights,
-        )
-        if not distributed or torch.distributed.get_rank() == 0:
-            print(json.dumps({k: v for k, v in result.items() if not isinstance(v, (list, dict))}, indent=1))
-    finally:
-        if distributed:
-            torch.distributed.destroy_process_group()
-    return 0
-
-
 if __name__ == "__main__":
-    raise SystemExit(main())
+    # `python -m gwn_fast.train ...` / `torchrun ... -m gwn_fast.train ...`: the same command
+    # as `gwn-fast train ...` (one parser, one set of defaults, in gwn_fast.cli).
+    import sys
+
+    from gwn_fast.cli import main
+
+    raise SystemExit(main(["train", *sys.argv[1:]]))

@@ -6,10 +6,23 @@ one per entry of a scale table) are built by the coder's deterministic construct
 :meth:`GaussianCoder.update` and stored as int32 buffers, so they travel in the
 ``state_dict`` and a decoder never rebuilds them from floats.
 
-Symbol mapping (a bijection for a fixed mean ``mu``): the encoder codes
-``k = floor(y - mu + 0.5)`` with the table of ``scale``; the decoder recovers
-``y = ceil(k + mu - 0.5)``. (Rounding half toward zero or to even would map two integers
-to one ``k`` when ``mu`` ends in .5.)
+Two layouts, chosen by ``mean_steps`` (``J``):
+
+- ``J = 1`` (CompressAI's layout): one zero-mean table per scale. The encoder codes
+  ``k = floor(y - mu + 0.5)`` with the table of ``scale``; the decoder recovers
+  ``y = ceil(k + mu - 0.5)`` (a bijection for a fixed mean; rounding half toward zero or
+  to even would map two integers to one ``k`` when ``mu`` ends in .5). The coded pmf of
+  ``y`` depends on ``mu`` only through that rounding, so it is the likelihood with the
+  residual binned (``round_residual=True``).
+- ``J > 1``: the mean is quantized to ``mu_q = floor(J mu + 1/2) / J`` (straight-through
+  in training, :meth:`GaussianCoder.quantize_means`) and each scale has ``J`` tables, one
+  per fraction ``j / J`` of the mean: table ``(i, j)`` holds the mass of the integers
+  under ``N(j / J, scale_i)`` on their unit bins. With ``n = floor(mu_q)`` and
+  ``j = J (mu_q - n)`` the encoder codes ``k = y - n`` with table ``i J + j``. The coded pmf
+  of integer ``y`` is then exactly ``Phi((y - mu_q + 1/2)/s) - Phi((y - mu_q - 1/2)/s)``,
+  the likelihood at the unrounded residual ``y - mu_q`` (``round_residual=False``), which
+  sums to 1 over the integers and, unlike ``J = 1``, can put equal mass on two
+  neighbouring integers (``mu_q = -1/2``): a binary latent element costs 1 bit, not ~1.5.
 """
 
 from __future__ import annotations
@@ -36,14 +49,21 @@ class GaussianCoder(nn.Module):
         scale_table: increasing positive scales (default: 64 log-spaced in [0.11, 256]).
         precision: bits of the quantized CDFs (1..24).
         tail_mass: probability mass left to the escape symbol.
+        mean_steps: ``J``, the tables per scale, one per fraction ``j / J`` of the mean
+            (see the module docstring); 1 is CompressAI's layout.
 
-    Buffers: ``scale_table`` float64 ``[S]``; ``_quantized_cdf`` int32 ``[S, L]``;
-    ``_cdf_length`` and ``_offset`` int32 ``[S]`` (CompressAI's names and meaning; empty
-    until :meth:`update`). Loading a state dict resizes them.
+    Buffers: ``scale_table`` float64 ``[S]``; ``_quantized_cdf`` int32 ``[S J, L]``;
+    ``_cdf_length`` and ``_offset`` int32 ``[S J]`` (CompressAI's names and meaning; empty
+    until :meth:`update`). Loading a state dict resizes them. With ``J > 1`` the tables are
+    built from float64 pmfs (torch's erfc), so they can differ by a slot between machines
+    that build them; a decoder uses the ones in the state dict, never rebuilt ones.
     """
 
-    def __init__(self, scale_table=None, precision: int = 16, tail_mass: float = 1e-9):
+    def __init__(self, scale_table=None, precision: int = 16, tail_mass: float = 1e-9, mean_steps: int = 1):
         super().__init__()
+        if isinstance(mean_steps, bool) or not isinstance(mean_steps, int) or not 1 <= mean_steps <= 64:
+            raise ValueError(f"mean_steps must be an int in [1, 64], got {mean_steps!r}")
+        self.mean_steps = mean_steps
         table = default_scale_table() if scale_table is None else torch.as_tensor(scale_table, dtype=torch.float64)
         if table.ndim != 1 or table.numel() == 0 or not bool((table > 0).all()) or not bool((table[1:] > table[:-1]).all()):
             raise ValueError("scale_table must be a non-empty, strictly increasing 1-D list of positive scales")
@@ -65,13 +85,52 @@ class GaussianCoder(nn.Module):
         """Build the tables (deterministically) if missing or ``force``. Returns whether it did."""
         if self.ready and not force:
             return False
-        tables = CdfTables.from_gaussian(self.scale_table.cpu(), precision=self.precision, tail_mass=self.tail_mass)
+        if self.mean_steps == 1:
+            tables = CdfTables.from_gaussian(self.scale_table.cpu(), precision=self.precision, tail_mass=self.tail_mass)
+        else:
+            tables = self._offset_tables()
         device = self.scale_table.device
         self._quantized_cdf = torch.from_numpy(tables.cdfs.copy()).to(device)
         self._cdf_length = torch.from_numpy(tables.cdf_lengths.copy()).to(device)
         self._offset = torch.from_numpy(tables.offsets.copy()).to(device)
         self._tables_cache = tables
         return True
+
+    def _offset_tables(self) -> CdfTables:
+        """``J`` tables per scale: table ``i J + j`` is ``N(j / J, scale_i)`` on the unit bins
+        of the integers ``-m .. m + 1`` (``m`` as in :meth:`CdfTables.from_gaussian`), the
+        tails in the escape symbol."""
+        J = self.mean_steps
+        quantile = -torch.special.ndtri(torch.tensor(self.tail_mass / 2, dtype=torch.float64)).item()
+        pmfs, offsets = [], []
+        for scale in self.scale_table.cpu().tolist():
+            m = int(np.ceil(scale * quantile))
+            k = torch.arange(-m, m + 2, dtype=torch.float64)
+            for j in range(J):
+                centre = k - j / J
+                # Upper tails on each side of the mean: accurate far out (no 1 - Phi).
+                hi = (centre + 0.5) / scale
+                lo = (centre - 0.5) / scale
+                upper = torch.special.ndtr(-lo) - torch.special.ndtr(-hi)  # k above the mean
+                lower = torch.special.ndtr(hi) - torch.special.ndtr(lo)  # k below the mean
+                pmfs.append(torch.where(centre > 0, upper, lower).numpy())
+                offsets.append(-m)
+        return CdfTables.from_pmfs(pmfs, np.asarray(offsets, dtype=np.int32), precision=self.precision)
+
+    # -- means -------------------------------------------------------------------------
+    @property
+    def round_residual(self) -> bool:
+        """Whether the likelihood bins the residual (``J = 1``) or takes the quantized
+        mean's exact bin mass (``J > 1``); pass it to :func:`gwn_fast.functional.gaussian_rate`."""
+        return self.mean_steps == 1
+
+    def quantize_means(self, means: torch.Tensor) -> torch.Tensor:
+        """``floor(J mu + 1/2) / J`` with a straight-through gradient (``J = 1``: ``means``
+        unchanged, the residual is binned instead). Shape and dtype of ``means``."""
+        if self.mean_steps == 1:
+            return means
+        J = self.mean_steps
+        return means + (torch.floor(means.detach() * J + 0.5) / J - means.detach())
 
     def tables(self) -> CdfTables:
         """The coder's view of the buffers (validated once, cached)."""
@@ -126,10 +185,23 @@ class GaussianCoder(nn.Module):
         """Inverse of :meth:`symbols`: ``y = ceil(k + mu - 0.5)`` (float64)."""
         return torch.ceil(k.double() + means.double() - 0.5)
 
+    def _split_means(self, means: torch.Tensor, scales: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(n, table index)`` for ``J > 1``: ``n = floor(mu_q)`` (float64) and
+        ``i J + j`` with ``j = J (mu_q - n)`` (exact: ``J mu_q`` is an integer)."""
+        J = self.mean_steps
+        steps = torch.floor(means.double() * J + 0.5)  # J mu_q
+        n = torch.floor(steps / J)
+        j = (steps - n * J).to(torch.int32)
+        return n, self.indexes(scales).to(j.device) * J + j
+
     def encode(self, y: torch.Tensor, means: torch.Tensor, scales: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
         """Symbols and indexes (flattened int32 numpy) to append to a stream."""
-        k = self.symbols(y, means)
-        idx = self.indexes(scales)
+        if self.mean_steps == 1:
+            k = self.symbols(y, means)
+            idx = self.indexes(scales)
+        else:
+            n, idx = self._split_means(means, scales)
+            k = (y.double() - n).to(torch.int32)
         return k.reshape(-1).cpu().numpy(), idx.reshape(-1).to(torch.int32).cpu().numpy()
 
     def encode_stream(self, parts: list[tuple[np.ndarray, np.ndarray]], threads: int | None = 1) -> bytes:
@@ -143,6 +215,10 @@ class GaussianCoder(nn.Module):
 
     def decode_part(self, decoder: Decoder, means: torch.Tensor, scales: torch.Tensor) -> torch.Tensor:
         """Decode the next ``means.numel()`` values; returns float64 shaped like ``means``."""
-        idx = self.indexes(scales).to(torch.int32).cpu().numpy()
-        k = torch.from_numpy(decoder.decode(idx)).to(means.device)
-        return self.values(k, means)
+        if self.mean_steps == 1:
+            idx = self.indexes(scales).to(torch.int32).cpu().numpy()
+            k = torch.from_numpy(decoder.decode(idx)).to(means.device)
+            return self.values(k, means)
+        n, idx = self._split_means(means, scales)
+        k = torch.from_numpy(decoder.decode(idx.to(torch.int32).cpu().numpy())).to(means.device)
+        return k.reshape(means.shape).double() + n

@@ -90,9 +90,17 @@ class GrayWynerCodec(CompressionModel):
         rate_grad: how the rate's gradient reaches the latents in training: ``"ste"`` (the
             paper), ``"smooth"`` or ``"noise"`` (see :func:`gwn_fast.functional.gaussian_likelihood`).
         scale_table, precision: the Gaussian tables used for coding.
+        mean_steps: ``J``: predicted means are quantized to multiples of ``1/J``
+            (straight-through) and coded with ``J`` tables per scale, one per fraction of
+            the mean, so the coded pmf of an integer latent is its exact bin mass under
+            ``N(mean, scale)``, the likelihood ``forward`` trains on (see
+            :mod:`gwn_fast.entropy_models.gaussian`). ``1``: CompressAI's layout (one
+            zero-mean table per scale, the residual binned; a binary element then costs
+            about 1.5 bits instead of 1). Tables grow ``J``-fold.
         head: ``"conv"`` (the transform's synthesis stack, outputs ``[N, c_i, H, W]``) or
             ``"mlp"`` (classification heads ``[N, c_i]`` of logits: flatten, ``head_hidden``
-            sigmoid units, linear; needs ``input_size=(H, W)``).
+            units of ``head_activation`` (``"sigmoid"``, the paper's, or ``"elu"``), linear;
+            needs ``input_size=(H, W)``).
         y0_prior: the model of the Y0 elements that see no context (the checkerboard's
             first pass; every Y0 element with ``context="none"``): ``"gaussian"``
             (default: a learned per-channel Gaussian) or ``"bottleneck"`` (CompressAI's
@@ -128,6 +136,8 @@ class GrayWynerCodec(CompressionModel):
         head_hidden: int = 256,
         input_size: Sequence[int] | None = None,
         y0_prior: str = "gaussian",
+        head_activation: str = "sigmoid",
+        mean_steps: int = 8,
     ):
         super().__init__()
         if y0_prior not in Y0_PRIORS:
@@ -174,6 +184,8 @@ class GrayWynerCodec(CompressionModel):
             "head_hidden": int(head_hidden),
             "input_size": [int(v) for v in input_size] if input_size is not None else None,
             "y0_prior": y0_prior,
+            "head_activation": head_activation,
+            "mean_steps": int(mean_steps),
         }
         self.in_channels, self.out_channels = int(in_channels), tuple(int(c) for c in out_channels)
         self.latent_channels, self.common_channels = C, Cb
@@ -222,7 +234,7 @@ class GrayWynerCodec(CompressionModel):
                 raise ValueError(f"synthesis must be a pair (g1, g2), got {len(synthesis)} modules")
         if head == "mlp" and synthesis is None:
             h, w = (-(-int(v) // self.stride) for v in input_size)
-            synthesis = [mlp_head(C * h * w, o, head_hidden) for o in self.out_channels]
+            synthesis = [mlp_head(C * h * w, o, head_hidden, head_activation) for o in self.out_channels]
         self.synthesis = nn.ModuleList(synthesis or [make_synthesis(o) for o in self.out_channels])
 
         conditional = "y0" in self.latent_sizes
@@ -234,7 +246,7 @@ class GrayWynerCodec(CompressionModel):
                 for name, size in self.latent_sizes.items()
             }
         )
-        self.gaussian = GaussianCoder(scale_table, precision=precision)
+        self.gaussian = GaussianCoder(scale_table, precision=precision, mean_steps=mean_steps)
         # Y0's prior of its own when it is not the Gaussian head (see y0_prior).
         self.y0_bottleneck = None
         if y0_prior == "bottleneck" and "y0" in self.latent_sizes:
@@ -252,6 +264,8 @@ class GrayWynerCodec(CompressionModel):
     def from_config(cls, config: dict) -> "GrayWynerCodec":
         """Rebuild an (untrained) codec from ``codec.config``; load its state dict next."""
         config = dict(config)
+        # Checkpoints written before mean_steps existed used CompressAI's table layout.
+        config.setdefault("mean_steps", 1)
         if config.pop("custom_modules", False):
             raise ValueError("this codec was built with user analysis/synthesis modules: rebuild it yourself")
         return cls(**config)
@@ -372,11 +386,13 @@ class GrayWynerCodec(CompressionModel):
             lik = prior.likelihood(y, latent=u, rate_grad=rate_grad)
             return -torch.log2(lik).flatten(1).sum(1), lambda: lik
         scales, means = ep(y, cond)
+        means = self.gaussian.quantize_means(means)
+        kw = {"rate_grad": rate_grad, "latent": u, "round_residual": self.gaussian.round_residual}
         if prior is None:
-            bits = F.gaussian_rate(y, scales, means, reduction="batch", rate_grad=rate_grad, latent=u)
-            return bits, lambda: F.gaussian_likelihood(y, scales, means, rate_grad=rate_grad, latent=u)
+            bits = F.gaussian_rate(y, scales, means, reduction="batch", **kw)
+            return bits, lambda: F.gaussian_likelihood(y, scales, means, **kw)
         # checkerboard: the anchors (first pass) on the bottleneck, the rest Gaussian
-        gaussian = F.gaussian_likelihood(y, scales, means, rate_grad=rate_grad, latent=u)
+        gaussian = F.gaussian_likelihood(y, scales, means, **kw)
         anchor = checkerboard_anchor_mask(y.shape[2], y.shape[3], y.device, torch.bool)
         lik = torch.where(anchor, prior.likelihood(y, latent=u, rate_grad=rate_grad).to(gaussian.dtype), gaussian)
         return -torch.log2(lik).flatten(1).sum(1), lambda: lik

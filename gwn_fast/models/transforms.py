@@ -82,7 +82,14 @@ def light_synthesis(in_channels: int, out_channels: int, hidden: int = 32, depth
     )
 
 
-def mlp_head(in_features: int, out_features: int, hidden: int = 256) -> nn.Sequential:
-    """``[B, C, h, w] -> [B, out]``: flatten, one hidden layer with a sigmoid (the paper's
-    MNIST heads), logits out. ``in_features = C * h * w``."""
-    return nn.Sequential(nn.Flatten(), nn.Linear(in_features, hidden), nn.Sigmoid(), nn.Linear(hidden, out_features))
+HEAD_ACTIVATIONS = {"sigmoid": nn.Sigmoid, "elu": nn.ELU}
+
+
+def mlp_head(in_features: int, out_features: int, hidden: int = 256, activation: str = "sigmoid") -> nn.Sequential:
+    """``[B, C, h, w] -> [B, out]``: flatten, one hidden layer (``"sigmoid"``: the paper's
+    MNIST heads, or ``"elu"``), logits out. ``in_features = C * h * w``."""
+    if activation not in HEAD_ACTIVATIONS:
+        raise ValueError(f"head_activation must be one of {tuple(HEAD_ACTIVATIONS)}, got {activation!r}")
+    return nn.Sequential(
+        nn.Flatten(), nn.Linear(in_features, hidden), HEAD_ACTIVATIONS[activation](), nn.Linear(hidden, out_features)
+    )
