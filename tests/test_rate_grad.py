@@ -322,3 +322,31 @@ class _FirstChannels(nn.Module):
 
     def forward(self, x):
         return x[:, : self.channels]
+
+
+@pytest.mark.parametrize("architecture", ["separated", "combined", "independent", "joint"])
+def test_smooth_gradient_reaches_every_architectures_unrounded_latents(architecture):
+    # Every latent of every architecture: the rate's gradient at the encoder's output is
+    # the continuous rate's at u (the models' means/scales quantized as coded).
+    g = torch.Generator().manual_seed(1)
+    C, h, w = 4, 2, 2
+    sizes = {"separated": [2, 2, 2], "combined": [6], "independent": [4, 4], "joint": [4]}[architecture]
+    # Values inside their bins (|u - round(u)| < 1/2 and not 0): "ste" gives them no
+    # gradient at mean 0.
+    outputs = [(torch.rand(1, n, h, w, generator=g, dtype=torch.float64) - 0.5) * 0.8 + 0.05 for n in sizes]
+    codec = GrayWynerCodec(
+        in_channels=1, out_channels=(2, 2), latent_channels=C, common_channels=2, architecture=architecture,
+        context="none", rate_grad="smooth", analysis=[FixedOutput(o) for o in outputs], stride=1,
+        synthesis=[Flatten(C * h * w, 2), Flatten(C * h * w, 2)],
+    ).double().train()
+    out = codec(torch.zeros(1, 1, h, w, dtype=torch.float64))
+    total = sum(b.sum() for b in out["bits"].values())
+    total.backward()
+    for module in codec.analysis:
+        grad = module.value.grad
+        assert grad is not None and bool((grad.abs() > 1e-6).all()), (architecture, grad)
+    # The value is the coded cost of the rounded latents.
+    for name, y in out["latents"].items():
+        scales, means = codec.entropy_parameters[name](y, out["latents"].get("y0") if codec.entropy_parameters[name].cond is not None else None)
+        expected = coded_bits(codec, y, means, scales.clamp_min(0.11)).sum()
+        torch.testing.assert_close(out["bits"][name].sum(), expected, rtol=1e-6, atol=1e-6)
