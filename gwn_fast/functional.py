@@ -180,10 +180,15 @@ def gaussian_likelihood(
         scales, means: floating tensors broadcastable to ``S`` (dtypes are promoted).
         latent: ``"smooth"``/``"noise"`` only: floating tensor of shape ``S``.
     Returns:
-        The bounded likelihood, shape ``S``, the promoted dtype. A NaN input gives NaN for
-        that element; an infinite residual gives ``likelihood_bound``.
+        The bounded likelihood, shape ``S``, the promoted dtype and at least float32. A NaN
+        input gives NaN for that element; an infinite residual gives ``likelihood_bound``.
     """
     y, scales, means = _gaussian_inputs(y, scales, means)
+    if y.dtype in (torch.float16, torch.bfloat16):
+        # At least float32 out: float16 cannot hold the 1e-9 bound (it would round to 0 and
+        # make the rate infinite), and autocast hands us half-precision means and scales.
+        y, scales = y.float(), scales.float()
+        means = means.float() if means is not None else None
     scale_bound = _check_positive("scale_bound", scale_bound)
     likelihood_bound = _check_positive("likelihood_bound", likelihood_bound)
     _check_choice("rate_grad", rate_grad, RATE_GRADS)
