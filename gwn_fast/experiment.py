@@ -79,6 +79,7 @@ def run(
     distributed: bool = False,
     evaluate_result: bool = True,
     save_rank_weights: bool = False,
+    codec_options: dict | None = None,
 ) -> dict:
     """Train a recipe's codec and evaluate it on the test set with real bitstreams.
 
@@ -91,7 +92,8 @@ def run(
     settings and ``train_s``; with ``out_dir`` also writes the files named in the module
     docstring (``resume=True`` continues from its checkpoint). ``distributed``: run under
     torchrun with the process group initialised (see ``python -m gwn_fast.train``);
-    ``save_rank_weights`` writes every rank's final weights to ``out_dir/rank{r}.pt``.
+    ``save_rank_weights`` writes every rank's final weights to ``out_dir/rank{r}.pt``;
+    ``codec_options`` overrides arguments of the recipe's codec (:func:`recipes.make_codec`).
     """
     recipes.make_loss(dataset)  # validates dataset before anything is built
     defaults = recipes.TRAINING[dataset]
@@ -115,7 +117,9 @@ def run(
     train_set, _ = recipes.make_datasets(
         dataset, setting=setting, seed=seed, size=size, train_samples=train_samples, resample=defaults["resample"]
     )
-    codec = recipes.make_codec(dataset, architecture=architecture, context=context, rate_grad=rate_grad, size=size)
+    codec = recipes.make_codec(
+        dataset, architecture=architecture, context=context, rate_grad=rate_grad, size=size, **(codec_options or {})
+    )
     loss = recipes.make_loss(dataset, beta=beta, alpha=alpha)
     sampler = None
     if distributed:

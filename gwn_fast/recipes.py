@@ -109,20 +109,24 @@ DIGITS_INIT_GAIN = 0.1
 
 
 def make_codec(
-    dataset: str, *, architecture: str = "shared", context: str | None = None, rate_grad: str | None = None, size=None
+    dataset: str, *, architecture: str = "shared", context: str | None = None, rate_grad: str | None = None, size=None,
+    **overrides,
 ) -> GrayWynerCodec:
     """A codec sized for ``dataset`` (small enough to train on a CPU in minutes).
-    ``context`` and ``rate_grad`` default to the recipe's (:data:`TRAINING`)."""
+    ``context`` and ``rate_grad`` default to the recipe's (:data:`TRAINING`); ``overrides``
+    replace any other :class:`GrayWynerCodec` argument of the recipe (e.g.
+    ``latent_channels``)."""
     _check(dataset)
     context = TRAINING[dataset]["context"] if context is None else context
     rate_grad = TRAINING[dataset]["rate_grad"] if rate_grad is None else rate_grad
     if dataset == "digits":
         size = size or 16
-        codec = GrayWynerCodec(
+        kwargs = dict(
             in_channels=3, out_channels=(10, 10), latent_channels=4, common_channels=2, architecture=architecture,
             context=context, transform="light", hidden_channels=32, depth=3, rate_grad=rate_grad,
             head="mlp", head_hidden=64, head_activation="elu", input_size=(size, size),
         )
+        codec = GrayWynerCodec(**{**kwargs, **overrides})
         with torch.no_grad():
             for analysis in codec.analysis:
                 last = [m for m in analysis.modules() if isinstance(m, torch.nn.Conv2d)][-1]
@@ -130,14 +134,16 @@ def make_codec(
                 last.bias.mul_(DIGITS_INIT_GAIN)
         return codec
     if dataset == "synthetic":
-        return GrayWynerCodec(
+        kwargs = dict(
             in_channels=2, out_channels=(1, 1), latent_channels=32, common_channels=16, architecture=architecture,
             context=context, transform="light", hidden_channels=64, depth=2, rate_grad=rate_grad,
         )
-    return GrayWynerCodec(
-        in_channels=3, out_channels=(3, 1), latent_channels=32, common_channels=16, architecture=architecture,
-        context=context, transform="light", hidden_channels=64, depth=3, rate_grad=rate_grad,
-    )
+    else:
+        kwargs = dict(
+            in_channels=3, out_channels=(3, 1), latent_channels=32, common_channels=16, architecture=architecture,
+            context=context, transform="light", hidden_channels=64, depth=3, rate_grad=rate_grad,
+        )
+    return GrayWynerCodec(**{**kwargs, **overrides})
 
 
 def make_loss(dataset: str, *, beta: float = 1.0, alpha: float | None = None) -> GrayWynerLoss:

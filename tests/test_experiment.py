@@ -94,10 +94,10 @@ def test_torchrun_two_cpu_processes_keep_identical_weights(tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}
     cmd = [
         sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29517",
-        "-m", "gwn_fast.train", "--dataset", "digits", "--epochs", "2", "--batch-size", "128",
+        "-m", "gwn_fast", "train", "--dataset", "digits", "--epochs", "2", "--batch-size", "128",
         "--out", str(tmp_path), "--no-eval", "--save-rank-weights", "--quiet",
     ]
-    # cwd away from the source tree, so `-m gwn_fast.train` imports the installed package.
+    # cwd away from the source tree, so `-m gwn_fast` imports the installed package.
     proc = subprocess.run(cmd, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     w0 = torch.load(tmp_path / "rank0.pt", weights_only=True)
