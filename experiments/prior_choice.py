@@ -277,7 +277,7 @@ def _empirical_bits(train_values, test_values) -> float:
 
 
 def refit(run_dir: Path) -> dict:
-    state = torch.load(run_dir / "codec.pt", weights_only=False)
+    state = torch.load(run_dir / "codec.pt", weights_only=True)  # data, not code
     codec = GrayWynerCodec.from_config(state["config"])
     codec.load_state_dict(state["model"])
     codec.eval()

@@ -161,15 +161,36 @@ def run(
     return result
 
 
+def _check_recipe(recipe: dict, path) -> dict:
+    """The recipe of a checkpoint from elsewhere, checked before it builds a data set."""
+    from gwn_fast.checkpoint import CheckpointError
+
+    def fail(msg):
+        raise CheckpointError(f"{path}: recipe field {msg}")
+
+    if recipe.get("dataset") not in recipes.DATASETS:
+        fail(f"'dataset' must be one of {recipes.DATASETS}, got {recipe.get('dataset')!r}")
+    for key, hi in (("size", 1 << 12), ("train_samples", 1 << 22), ("seed", 1 << 63)):
+        v = recipe.get(key)
+        if v is not None and (not isinstance(v, int) or isinstance(v, bool) or not 0 <= v <= hi):
+            fail(f"{key!r} must be None or an integer in [0, {hi}], got {v!r}")
+    if not isinstance(recipe.get("setting"), (str, type(None))):
+        fail(f"'setting' must be a string, got {recipe.get('setting')!r}")
+    return recipe
+
+
 def evaluate_checkpoint(path: str | Path) -> dict:
     """Evaluate a checkpoint written by :func:`run` on its recipe's test set."""
+    from gwn_fast.checkpoint import CheckpointError, load_state
     from gwn_fast.models import GrayWynerCodec
 
-    state = torch.load(path, map_location="cpu", weights_only=False)
-    recipe = (state.get("extra") or {}).get("recipe")
-    if recipe is None or state.get("config") is None:
-        raise ValueError(f"{path} was not written by gwn_fast.experiment.run (no recipe in it); use gwn_fast.evaluate.evaluate")
-    codec = GrayWynerCodec.from_config(state["config"])
+    state = load_state(path)  # weights_only=True: nothing in the file runs
+    extra = state.get("extra")
+    recipe = extra.get("recipe") if isinstance(extra, dict) else None
+    if not isinstance(recipe, dict) or state.get("config") is None:
+        raise CheckpointError(f"{path} was not written by gwn_fast.experiment.run (no recipe in it); use gwn_fast.evaluate.evaluate")
+    recipe = _check_recipe(recipe, path)
+    codec = GrayWynerCodec.from_config(state["config"], source=str(path))
     load_checkpoint(path, codec)
     return {**recipe, **_evaluate(codec.eval(), recipe)}
 

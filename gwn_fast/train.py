@@ -46,7 +46,16 @@ def _to(x, device):
 
 
 def save_checkpoint(path, codec: nn.Module, optimizer=None, scheduler=None, epoch: int = 0, extra: dict | None = None):
-    """Write model, optimiser and scheduler state atomically (tmp file + rename)."""
+    """Write model, optimiser and scheduler state atomically (tmp file + rename).
+
+    Everything written is tensors and plain values, so :func:`load_checkpoint` and
+    :func:`load_codec` read it back with ``torch.load(weights_only=True)`` (see
+    :mod:`gwn_fast.checkpoint`); ``extra`` holding anything else raises ``TypeError`` here
+    rather than writing a file the safe loader refuses."""
+    from gwn_fast.checkpoint import check_plain
+
+    check_plain(extra or {}, "extra")
+    check_plain(getattr(codec, "config", None), "codec.config")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     state = {
@@ -63,9 +72,20 @@ def save_checkpoint(path, codec: nn.Module, optimizer=None, scheduler=None, epoc
 
 
 def load_checkpoint(path, codec: nn.Module, optimizer=None, scheduler=None, map_location="cpu") -> dict:
-    """Restore what :func:`save_checkpoint` wrote; returns the checkpoint dict."""
-    state = torch.load(path, map_location=map_location, weights_only=False)
-    codec.load_state_dict(state["model"])
+    """Restore what :func:`save_checkpoint` wrote; returns the checkpoint dict.
+
+    Loads with ``weights_only=True``: nothing in the file is executed. Raises
+    :class:`gwn_fast.checkpoint.CheckpointError` (a ``ValueError``) naming the file if it is
+    not a gwn_fast checkpoint or its weights do not fit ``codec``."""
+    from gwn_fast.checkpoint import CheckpointError, load_state
+
+    state = load_state(path, map_location=map_location)
+    if not isinstance(state.get("model"), dict):
+        raise CheckpointError(f"{path}: not a gwn_fast checkpoint (no 'model' state dict in it)")
+    try:
+        codec.load_state_dict(state["model"])
+    except (RuntimeError, ValueError, TypeError, KeyError) as err:
+        raise CheckpointError(f"{path}: its weights do not fit this codec: {str(err).strip().splitlines()[0]}") from None
     if optimizer is not None and state.get("optimizer") is not None:
         optimizer.load_state_dict(state["optimizer"])
     if scheduler is not None and state.get("scheduler") is not None:
@@ -75,14 +95,23 @@ def load_checkpoint(path, codec: nn.Module, optimizer=None, scheduler=None, map_
 
 def load_codec(path, map_location="cpu"):
     """A ``GrayWynerCodec`` rebuilt from a checkpoint written by :func:`save_checkpoint`
-    (tables included), in eval mode."""
+    (tables included), in eval mode.
+
+    Safe on files from others: the file is read with ``torch.load(weights_only=True)`` (no
+    code runs), and the config is validated against
+    :data:`gwn_fast.checkpoint.CONFIG_BOUNDS` before the model is built. Raises
+    :class:`gwn_fast.checkpoint.CheckpointError` (a ``ValueError``) naming the file."""
+    from gwn_fast.checkpoint import CheckpointError, load_state
     from gwn_fast.models import GrayWynerCodec
 
-    state = torch.load(path, map_location=map_location, weights_only=False)
-    if not isinstance(state, dict) or not state.get("config"):
-        raise ValueError(f"{path} is not a gwn_fast checkpoint with a codec config")
-    codec = GrayWynerCodec.from_config(state["config"])
-    codec.load_state_dict(state["model"])
+    state = load_state(path, map_location=map_location)
+    if not state.get("config") or not isinstance(state.get("model"), dict):
+        raise CheckpointError(f"{path}: not a gwn_fast checkpoint (no codec config and model weights in it)")
+    codec = GrayWynerCodec.from_config(state["config"], source=str(path))
+    try:
+        codec.load_state_dict(state["model"])
+    except (RuntimeError, ValueError, TypeError, KeyError) as err:
+        raise CheckpointError(f"{path}: its weights do not fit its config: {str(err).strip().splitlines()[0]}") from None
     return codec.eval()
 
 

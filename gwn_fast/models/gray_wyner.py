@@ -261,14 +261,24 @@ class GrayWynerCodec(CompressionModel):
         self._y0_tables_cache = None
 
     @classmethod
-    def from_config(cls, config: dict) -> "GrayWynerCodec":
-        """Rebuild an (untrained) codec from ``codec.config``; load its state dict next."""
-        config = dict(config)
+    def from_config(cls, config: dict, source: str = "config") -> "GrayWynerCodec":
+        """Rebuild an (untrained) codec from ``codec.config``; load its state dict next.
+
+        The config is validated first (types, choices and the size bounds of
+        :data:`gwn_fast.checkpoint.CONFIG_BOUNDS`), so a config from a file cannot ask for
+        an absurd model; errors are :class:`gwn_fast.checkpoint.CheckpointError` naming
+        ``source``."""
+        from gwn_fast.checkpoint import CheckpointError, validate_config
+
+        config = validate_config(config, source)
         # Checkpoints written before mean_steps existed used CompressAI's table layout.
         config.setdefault("mean_steps", 1)
         if config.pop("custom_modules", False):
-            raise ValueError("this codec was built with user analysis/synthesis modules: rebuild it yourself")
-        return cls(**config)
+            raise CheckpointError(f"{source}: this codec was built with user analysis/synthesis modules: rebuild it yourself")
+        try:
+            return cls(**config)
+        except ValueError as err:
+            raise CheckpointError(f"{source}: invalid codec config: {err}") from None
 
     # ---------------------------------------------------------------------------------
     # input handling
