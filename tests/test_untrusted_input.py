@@ -156,3 +156,210 @@ def test_every_config_field_is_validated():
         config = GrayWynerCodec(3, (3, 3), latent_channels=8, transform="light", depth=2, hidden_channels=8, **kw).config
         assert set(config) <= _KNOWN, set(config) - _KNOWN
         assert validate_config(config) == {k: list(v) if isinstance(v, tuple) else v for k, v in config.items()}
+
+
+# --------------------------------------------------------------------------------------
+# the container (findings 2, 3, 4) and decompress's checks (finding 7, 9)
+# --------------------------------------------------------------------------------------
+import time  # noqa: E402
+import zlib  # noqa: E402
+
+from gwn_fast import container  # noqa: E402
+from gwn_fast.container import Limits  # noqa: E402
+
+
+def _varint(v):
+    out = bytearray()
+    container._put_varint(out, v)
+    return bytes(out)
+
+
+def _pack_v2(enc):
+    """The version-2 writer of before issue 13 (lengths interleaved with the streams)."""
+    strings, shape = enc["strings"], enc["shape"]
+    (H, W), (h, w) = shape["input"], shape["latent"]
+    out = bytearray(b"GWNC\x02")
+    for v in (H, W, h, w, shape["samples"]):
+        out += _varint(v)
+    out.append(sum(1 << i for i, c in enumerate(container.CHANNELS) if c in strings) | (8 if shape["single_stream"] else 0))
+    for c in container.CHANNELS:
+        for s in strings.get(c, ()):
+            out += _varint(len(s)) + s
+    return bytes(out)
+
+
+def _v3(H, W, h, w, n, flags, sections):
+    """A version-3 container with any header and a *valid* CRC (what an attacker can write)."""
+    out = bytearray(b"GWNC\x03")
+    for v in (H, W, h, w, n):
+        out += _varint(v)
+    out.append(flags | container.V3_FLAG)
+    for s in sections:
+        out += _varint(len(s))
+    out += b"".join(sections)
+    return bytes(out + zlib.crc32(out).to_bytes(4, "little"))
+
+
+@pytest.fixture(scope="module")
+def coded():
+    torch.manual_seed(1)
+    codec = _small_codec()
+    x = torch.rand(2, 3, 13, 18)
+    enc = codec.compress(x)
+    ref = codec.decompress(enc["strings"], enc["shape"])
+    return codec, x, enc, ref
+
+
+def _decode_blob(codec, blob, **kw):
+    enc = container.unpack(blob, **kw)
+    return codec.decompress(enc["strings"], enc["shape"], **kw)
+
+
+def test_v3_roundtrip_and_v2_still_read(coded):
+    codec, x, enc, ref = coded
+    blob = container.pack(enc)
+    assert blob[4] == 3 and blob[:4] == b"GWNC"
+    v2 = _pack_v2(enc)
+    for data in (blob, v2):
+        assert container.unpack(data) == {"strings": enc["strings"], "shape": enc["shape"]}
+        out = _decode_blob(codec, data)
+        for i in (1, 2):
+            assert torch.equal(out["z_hat"][i], ref["z_hat"][i])
+    # extract reads v2 and writes v3
+    part = container.extract(v2, 1)
+    assert part[4] == 3 and set(container.unpack(part)["strings"]) == {"common", "private1"}
+
+
+def test_v3_with_damaged_version_byte_is_not_read_as_v2(coded):
+    _, _, enc, _ = coded
+    blob = bytearray(container.pack(enc))
+    for v in set(range(256)) - {3}:
+        blob[4] = v
+        with pytest.raises(BitstreamError):
+            container.unpack(bytes(blob))
+    # nor is a v2 file read as v3
+    v2 = bytearray(_pack_v2(enc))
+    v2[4] = 3
+    with pytest.raises(BitstreamError):
+        container.unpack(bytes(v2))
+
+
+def test_issue13_finding2_huge_latent_is_refused_before_allocating(coded):
+    codec, _, enc, _ = coded
+    n_sections = len(enc["strings"]) * 2
+    tiny = [b"\xc7\x4f\x00"] * n_sections  # valid-looking 3-byte rANS headers
+    for H, h in ((24000, 6000), (240000, 60000)):
+        blob = _v3(H, H, h, h, 2, 0b111, tiny)
+        assert len(blob) < 100
+        t0 = time.perf_counter()
+        with pytest.raises(BitstreamError, match="max_pixels"):
+            container.unpack(blob)
+        # with the container's limits lifted, the model's checks still refuse in no time
+        big = Limits(max_pixels=1 << 40, max_latent_elements=1 << 40, max_symbols=1 << 40)
+        shape = {"input": (H, H), "latent": (h, h), "samples": 2, "single_stream": False}
+        strings = {c: [b"\xc7\x4f\x00"] * 2 for c in enc["strings"]}
+        with pytest.raises(BitstreamError, match="symbols"):
+            codec.decompress(strings, shape, limits=big)
+        with pytest.raises(BitstreamError, match="max_latent_elements"):
+            codec.decompress(strings, shape, limits=Limits(max_pixels=1 << 40))
+        assert time.perf_counter() - t0 < 1.0
+    # a negative size in a shape dict is a BitstreamError, not torch's "Dimension size"
+    with pytest.raises(BitstreamError, match="positive"):
+        codec.decompress(enc["strings"], dict(enc["shape"], latent=(-4, 5)))
+
+
+def test_issue13_finding3_input_size_is_checked_and_protected(coded):
+    codec, _, enc, _ = coded
+    blob = container.pack(enc)
+    assert blob[5] == 13 and blob[6] == 18
+    for pos, value in ((5, 77), (6, 2), (5, 14), (6, 19)):  # 14 and 19 keep the latent grid
+        bad = bytearray(blob)
+        bad[pos] = value
+        with pytest.raises(BitstreamError, match="checksum"):
+            _decode_blob(codec, bytes(bad))
+    # v2 has no CRC: the cross-check against the latent grid and stride catches what it can
+    v2 = _pack_v2(enc)
+    for pos, value in ((5, 77), (6, 2)):
+        bad = bytearray(v2)
+        bad[pos] = value
+        with pytest.raises(BitstreamError, match="latent grid"):
+            _decode_blob(codec, bytes(bad))
+    # a crafted v3 file (valid CRC) with a wrong input size
+    with pytest.raises(BitstreamError, match="latent grid"):
+        codec.decompress(enc["strings"], dict(enc["shape"], input=(77, 18)))
+
+
+def test_issue13_finding4_zero_latent_size(coded):
+    codec, _, enc, _ = coded
+    sections = [s for c in container.CHANNELS for s in enc["strings"][c]]
+    for h, w in ((0, 5), (4, 0)):
+        with pytest.raises(BitstreamError, match="positive"):
+            container.unpack(_v3(13, 18, h, w, 2, 0b111, sections))
+        with pytest.raises(BitstreamError, match="positive"):
+            codec.decompress(enc["strings"], dict(enc["shape"], latent=(h, w)))
+
+
+def test_issue13_finding7_mismatches_are_bitstream_errors(coded):
+    codec, _, enc, _ = coded
+    other = _small_codec(latent_channels=12)
+    with pytest.raises(BitstreamError, match="another configuration") as info:
+        other.decompress(enc["strings"], enc["shape"])
+    assert type(info.value) is BitstreamError and isinstance(info.value, ValueError)
+    assert "indexes" not in str(info.value)
+    # another image's shape dict (same latent grid rule, other size)
+    with pytest.raises(BitstreamError, match="shape does not belong"):
+        codec.decompress(enc["strings"], {"input": (8, 8), "latent": (2, 2), "samples": 2, "single_stream": False})
+    # a codec of another stride
+    deeper = _small_codec(depth=3)
+    with pytest.raises(BitstreamError, match="stride"):
+        deeper.decompress(enc["strings"], enc["shape"])
+
+
+def test_issue13_finding9_receivers_single_int(coded):
+    codec, _, enc, ref = coded
+    for r in (1, 2):
+        out = codec.decompress(enc["strings"], enc["shape"], receivers=r)
+        assert set(out["z_hat"]) == {r}
+        assert torch.equal(out["z_hat"][r], ref["z_hat"][r])
+    for bad in (3, 0, (1, 1), (True,), ()):
+        with pytest.raises(ValueError, match="receivers"):
+            codec.decompress(enc["strings"], enc["shape"], receivers=bad)
+    for bad in (1.5, True, None):
+        with pytest.raises(TypeError, match="receivers"):
+            codec.decompress(enc["strings"], enc["shape"], receivers=bad)
+
+
+# --------------------------------------------------------------------------------------
+# compress refuses what it cannot decode (findings 5, 6)
+# --------------------------------------------------------------------------------------
+def test_issue13_finding5_non_finite_and_huge_inputs_are_refused(coded):
+    codec, x, _, _ = coded
+    nan = x.clone()
+    nan[0, 1, 2, 3] = float("nan")
+    with pytest.raises(ValueError, match=r"x1 holds 1 non-finite.*nan_to_num"):
+        codec.compress(nan)
+    with pytest.raises(ValueError, match=r"x2 holds"):
+        codec.compress(x, x.clone().fill_(float("inf")))
+    with pytest.raises(ValueError, match="int32 range.*scale it"):
+        codec.compress(x * 1e30)
+    with pytest.raises(ValueError, match="torch.float32"):
+        codec.compress(x.double())
+    with pytest.raises(ValueError, match=r"x1 must be a tensor \[N, 3"):
+        codec.compress(x[:, :2])
+
+
+def test_issue13_finding6_mlp_codec_refuses_other_input_sizes():
+    torch.manual_seed(0)
+    codec = GrayWynerCodec(3, (10, 3), latent_channels=8, transform="light", depth=2, hidden_channels=8,
+                           head="mlp", head_hidden=16, input_size=(16, 16)).eval()
+    codec.update()
+    with pytest.raises(ValueError, match=r"input_size=\(16, 16\).*resize"):
+        codec.compress(torch.rand(1, 3, 32, 32))
+    enc = codec.compress(torch.rand(2, 3, 16, 16))
+    assert codec.decompress(enc["strings"], enc["shape"])["z_hat"][1].shape == (2, 10)
+    # a container for 32x32 inputs (written by a conv-head codec) is refused, in these words
+    conv = GrayWynerCodec(3, (10, 3), latent_channels=8, transform="light", depth=2, hidden_channels=8).eval()
+    conv.update()
+    other = conv.compress(torch.rand(1, 3, 32, 32))
+    with pytest.raises(BitstreamError, match="MLP heads take 16x16"):
+        codec.decompress(other["strings"], other["shape"])

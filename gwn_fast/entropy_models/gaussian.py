@@ -195,13 +195,30 @@ class GaussianCoder(nn.Module):
         return n, self.indexes(scales).to(j.device) * J + j
 
     def encode(self, y: torch.Tensor, means: torch.Tensor, scales: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
-        """Symbols and indexes (flattened int32 numpy) to append to a stream."""
+        """Symbols and indexes (flattened int32 numpy) to append to a stream.
+
+        Raises ``ValueError`` rather than code what the decoder cannot rebuild: a symbol
+        that is not finite or not an int32, or a value that would not come back exactly
+        from the decoder's float64 arithmetic (huge magnitudes)."""
         if self.mean_steps == 1:
-            k = self.symbols(y, means)
+            d = torch.floor(y.double() - means.double() + 0.5)
             idx = self.indexes(scales)
         else:
             n, idx = self._split_means(means, scales)
-            k = (y.double() - n).to(torch.int32)
+            d = y.double() - n
+        if not bool(torch.isfinite(d).all()) or bool((d.abs() > 2**31 - 1).any()):
+            worst = float(d.abs().nan_to_num(nan=float("inf")).max())
+            raise ValueError(
+                f"a latent value minus its predicted mean is {worst:.3g}, outside the coder's int32 range: "
+                "the input is far outside what the codec was trained on (scale it as at training time)"
+            )
+        k = d.to(torch.int32)
+        back = self.values(k, means) if self.mean_steps == 1 else k.double() + n
+        if not torch.equal(back, y.double()):
+            raise ValueError(
+                "a latent value would not decode exactly (float64 rounding at this magnitude): the input is far "
+                "outside what the codec was trained on (scale it as at training time)"
+            )
         return k.reshape(-1).cpu().numpy(), idx.reshape(-1).to(torch.int32).cpu().numpy()
 
     def encode_stream(self, parts: list[tuple[np.ndarray, np.ndarray]], threads: int | None = 1) -> bytes:

@@ -12,7 +12,7 @@ from compressai.models import CompressionModel
 from torch import nn
 
 from gwn_fast import functional as F
-from gwn_fast.coder import CdfTables, Decoder, encode
+from gwn_fast.coder import BitstreamError, CdfTables, Decoder, encode
 from gwn_fast.entropy_models import GaussianCoder
 from gwn_fast.ops.reference import quantize_ref
 from gwn_fast.models.entropy_parameters import (
@@ -578,6 +578,40 @@ class GrayWynerCodec(CompressionModel):
             y[:] = g.decode_part(dec, m, s)
         return y
 
+    def _check_compress_input(self, x1, x2) -> None:
+        """What ``compress`` refuses up front, naming the argument and the fix: inputs the
+        decoder could not rebuild (non-finite values), or that do not fit the model."""
+        param = next(self.parameters())
+        for arg, x in (("x1", x1), ("x2", x2)):
+            if x is None or not isinstance(x, torch.Tensor):
+                continue
+            if not x.is_floating_point():
+                raise ValueError(f"{arg} must be a floating-point tensor, got {x.dtype}: pass {arg}.float()")
+            if x.dtype != param.dtype:
+                raise ValueError(
+                    f"{arg} has dtype {x.dtype} but the codec's weights are {param.dtype}: pass {arg}.to({param.dtype})"
+                )
+            if x.device != param.device:
+                raise ValueError(f"{arg} is on {x.device} but the codec is on {param.device}: pass {arg}.to('{param.device}')")
+            if x.ndim == 4 and x.numel() and not bool(torch.isfinite(x).all()):
+                bad = int((~torch.isfinite(x)).sum())
+                raise ValueError(
+                    f"{arg} holds {bad} non-finite values (NaN or inf), which cannot be coded: clean the input "
+                    f"first (e.g. torch.nan_to_num({arg}))"
+                )
+        size = self.config.get("input_size")
+        if (
+            self.config.get("head") == "mlp"
+            and size is not None
+            and isinstance(x1, torch.Tensor)
+            and x1.ndim == 4
+            and list(x1.shape[2:]) != list(size)
+        ):
+            raise ValueError(
+                f"x1 is {x1.shape[2]}x{x1.shape[3]} but this codec's MLP heads were built for input_size="
+                f"({size[0]}, {size[1]}): resize or crop the input to {size[0]}x{size[1]}"
+            )
+
     @torch.no_grad()
     def compress(self, x1: torch.Tensor, x2: torch.Tensor | None = None, *, single_stream: bool = False) -> dict:
         """Encode to real bitstreams.
@@ -595,8 +629,23 @@ class GrayWynerCodec(CompressionModel):
             (channels the architecture lacks are absent).
         """
         self._check_tables()
+        self._check_compress_input(x1, x2)
         x1p, x2p, size = self._prepare(x1, x2)
         latents, _, _ = self._analyze(x1p, x2p)
+        expected = self._latent_shape(size)
+        for name, y in latents.items():
+            if tuple(y.shape[2:]) != expected:
+                raise ValueError(
+                    f"the analysis transform gives a {tuple(y.shape[2:])} latent for a {size} input, not "
+                    f"{expected} as stride={self.stride} implies: pass the analysis modules' true stride"
+                )
+            bad = ~torch.isfinite(y) | (y.abs() > 2**31 - 1)
+            if bool(bad.any()):
+                raise ValueError(
+                    f"x1/x2 give latent values outside the coder's int32 range (latent {name!r} holds "
+                    f"{int(bad.sum())} values that are inf/NaN or beyond +-2**31): the input is far outside what "
+                    "the codec was trained on (scale it as at training time)"
+                )
         params = self._coding_parameters()
         parts = {name: [] for name in latents}
         for b in range(x1.shape[0]):
@@ -617,52 +666,171 @@ class GrayWynerCodec(CompressionModel):
         }
         return {"strings": strings, "shape": shape}
 
+    @staticmethod
+    def _receivers(receivers) -> tuple[int, ...]:
+        """``receivers`` as a tuple: a single int (``receivers=1``) or a sequence of them."""
+        if isinstance(receivers, (int, np.integer)) and not isinstance(receivers, bool):
+            receivers = (int(receivers),)
+        try:
+            receivers = tuple(receivers)
+        except TypeError:
+            raise TypeError(f"receivers must be 1, 2 or a sequence of them such as (1, 2), got {receivers!r}") from None
+        if (
+            not receivers
+            or any(isinstance(r, bool) or r not in (1, 2) for r in receivers)
+            or len(set(receivers)) != len(receivers)
+        ):
+            raise ValueError(f"receivers must be 1, 2 or a non-empty subset of (1, 2), got {receivers!r}")
+        return tuple(int(r) for r in receivers)
+
+    def _check_stream_shape(self, shape: dict, limits, channels: int, count: int) -> tuple:
+        """The ``shape`` dict (from a container or ``compress()``) checked against itself,
+        the model and ``limits`` before anything is allocated from it; returns
+        ``(input, latent, samples_or_None, single_stream)``. Raises BitstreamError."""
+        from gwn_fast.container import check_header
+
+        def pair(key):
+            v = shape[key]
+            if not isinstance(v, (tuple, list)) or len(v) != 2 or not all(
+                isinstance(t, (int, np.integer)) and not isinstance(t, bool) for t in v
+            ):
+                raise BitstreamError(f"shape[{key!r}] must be a pair of integers, got {v!r}")
+            return int(v[0]), int(v[1])
+
+        (H, W), (h, w) = pair("input"), pair("latent")
+        single = shape.get("single_stream", False)
+        if not isinstance(single, (bool, np.bool_)):
+            raise BitstreamError(f"shape['single_stream'] must be a bool, got {single!r}")
+        samples = shape.get("samples")
+        if samples is not None and (not isinstance(samples, (int, np.integer)) or isinstance(samples, bool)):
+            raise BitstreamError(f"shape['samples'] must be an integer, got {samples!r}")
+        if single and samples is None:
+            raise BitstreamError("shape says single_stream but not how many samples ('samples')")
+        # Per-sample streams decode any subset of samples; a single stream holds them all.
+        if single and count != 1:
+            raise BitstreamError(f"shape says single_stream but strings hold {count} streams per channel, not 1")
+        # (per-sample streams: any subset of a batch's samples decodes with its shape dict)
+        n = int(samples) if single else count
+        if n < 1:
+            raise BitstreamError("strings hold no streams: nothing to decode")
+        check_header(H, W, h, w, n, limits)
+        expected = self._latent_shape((H, W))
+        if (h, w) != expected:
+            raise BitstreamError(
+                f"the latent grid {h}x{w} does not match the input size {H}x{W} at this model's stride "
+                f"{self.stride} (expected {expected[0]}x{expected[1]}): the stream is corrupt or was written "
+                "by a codec of another configuration"
+            )
+        size = self.config.get("input_size")
+        if self.config.get("head") == "mlp" and size is not None and [H, W] != list(size):
+            raise BitstreamError(
+                f"the stream is for {H}x{W} inputs but this codec's MLP heads take {size[0]}x{size[1]}: "
+                "it was written by another codec (or is corrupt)"
+            )
+        if n * channels * h * w > limits.max_latent_elements:
+            raise BitstreamError(
+                f"decoding needs {n:,} x {channels} x {h} x {w} = {n * channels * h * w:,} latent values, more than "
+                f"limits.max_latent_elements={limits.max_latent_elements:,} (corrupt, or pass a larger "
+                "gwn_fast.container.Limits)"
+            )
+        return (H, W), (h, w), n, bool(single)
+
     @torch.no_grad()
-    def decompress(self, strings: dict, shape: dict, receivers: Sequence[int] = (1, 2)) -> dict:
+    def decompress(self, strings: dict, shape: dict, receivers: Sequence[int] | int = (1, 2), *, limits=None) -> dict:
         """Decode what receivers need: the common channel plus each one's private channel.
 
-        ``decompress(strings, shape, receivers=(1,))`` works without ``"private2"``.
-        Returns ``{"z_hat": {i: prediction}, "latents": {...}}`` (float32, on the model's device).
+        ``decompress(strings, shape, receivers=(1,))`` (or ``receivers=1``) works without
+        ``"private2"``. Returns ``{"z_hat": {i: prediction}, "latents": {...}}`` (float32,
+        on the model's device).
+
+        Everything is checked before anything is allocated or decoded: the shape's fields
+        against each other, the model (latent grid = input size / stride; MLP heads' input
+        size) and ``limits`` (a :class:`gwn_fast.container.Limits`, default
+        ``container.DEFAULT_LIMITS``); every stream's header, its symbol count against the
+        latent shape. Then each stream's checksum is verified as it is decoded.
+
+        Raises:
+            BitstreamError: the streams or the shape are corrupt, exceed ``limits``, or
+                were written by a codec of another configuration.
+            ValueError / TypeError: bad arguments (``receivers``, a ``shape`` that is not
+                compress()'s dict, a channel the receivers need is missing).
+            RuntimeError: ``update()`` was not called.
         """
+        from gwn_fast.container import DEFAULT_LIMITS, Limits
+
         self._check_tables()
-        receivers = tuple(receivers)
-        if not receivers or any(r not in (1, 2) for r in receivers) or len(set(receivers)) != len(receivers):
-            raise ValueError(f"receivers must be a non-empty subset of (1, 2), got {receivers!r}")
+        receivers = self._receivers(receivers)
+        limits = DEFAULT_LIMITS if limits is None else limits
+        if not isinstance(limits, Limits):
+            raise TypeError(f"limits must be a gwn_fast.container.Limits, got {type(limits).__name__}")
         if not isinstance(shape, dict) or "input" not in shape or "latent" not in shape:
-            raise ValueError("shape must be the 'shape' dict returned by compress()")
+            raise ValueError("shape must be the 'shape' dict returned by compress() (or container.unpack())")
+        if not isinstance(strings, dict):
+            raise ValueError(f"strings must be the 'strings' dict returned by compress(), got {type(strings).__name__}")
         needed = [n for n in ("y0", *(f"y{r}" for r in receivers)) if n in self.latent_sizes]
         for name in needed:
             if STREAMS[name] not in strings:
                 hint = f"; pass receivers=({3 - int(name[1])},) to decode the other receiver only" if name != "y0" else ""
                 raise ValueError(f"strings lacks {STREAMS[name]!r}, needed by receivers {receivers}{hint}")
+            streams = strings[STREAMS[name]]
+            if not isinstance(streams, (list, tuple)) or not all(isinstance(b, (bytes, bytearray, memoryview)) for b in streams):
+                raise ValueError(f"strings[{STREAMS[name]!r}] must be a list of bytes (one per sample, or one)")
         counts = {len(strings[STREAMS[n]]) for n in needed}
         if len(counts) != 1:
-            raise ValueError(f"strings hold different numbers of streams per channel: {sorted(counts)}")
-        # Per-sample streams decode any subset of samples; a single stream holds them all.
-        single = bool(shape.get("single_stream", False))
-        samples = int(shape.get("samples", 0)) if single else next(iter(counts))
-        if single and counts != {1}:
-            raise ValueError(f"shape says single_stream but strings hold {counts.pop()} streams per channel, not 1")
+            raise BitstreamError(f"strings hold different numbers of streams per channel: {sorted(counts)}")
+        channels = sum(self.latent_sizes[n] for n in needed)
+        input_size, latent_shape, samples, single = self._check_stream_shape(shape, limits, channels, counts.pop())
+        h, w = latent_shape
+        # Every stream's header, before decoding anything: its symbol count must be what
+        # the latent shape needs (a shape from another image or a codec of another
+        # configuration is caught here, in these words).
+        decoders = {}
+        for name in needed:
+            per = self.latent_sizes[name] * h * w * (samples if single else 1)
+            made = []
+            for b, data in enumerate(strings[STREAMS[name]]):
+                dec = self._decoder(name, data)
+                if dec.num_symbols != per:
+                    where = f"the {STREAMS[name]} stream" + ("" if single else f" of sample {b}")
+                    raise BitstreamError(
+                        f"{where} holds {dec.num_symbols:,} symbols but a {self.latent_sizes[name]}-channel "
+                        f"{h}x{w} latent{f' x {samples} samples' if single else ''} needs {per:,}: the shape does not "
+                        "belong to these streams, or they were written by a codec of another configuration"
+                    )
+                if dec.num_symbols > limits.max_symbols:
+                    raise BitstreamError(
+                        f"the {STREAMS[name]} stream declares {dec.num_symbols:,} symbols, more than "
+                        f"limits.max_symbols={limits.max_symbols:,}"
+                    )
+                made.append(dec)
+            decoders[name] = made
         params = self._coding_parameters()
         device = next(self.parameters()).device
-        latent_shape = tuple(shape["latent"])
         decoded = {n: [] for n in needed}
-        decoders = {n: self._decoder(n, strings[STREAMS[n]][0]) for n in needed} if single else {}
         for b in range(samples):
             y0 = None
             for name in needed:
                 ep = params[name]
                 cond = y0 if ep.cond is not None else None
-                dec = decoders[name] if single else self._decoder(name, strings[STREAMS[name]][b])
+                dec = decoders[name][0] if single else decoders[name][b]
                 prior = self._uses_bottleneck(name)
-                y = self._decode_latent(ep, dec, self.latent_sizes[name], latent_shape, cond, prior=prior)
-                if not single:
-                    dec.finish()
+                try:
+                    y = self._decode_latent(ep, dec, self.latent_sizes[name], latent_shape, cond, prior=prior)
+                    if not single:
+                        dec.finish()
+                        decoders[name][b] = None  # release the stream
+                except BitstreamError:
+                    raise
+                except ValueError as err:
+                    # e.g. scales predicted from corrupt values: still the bytes' fault
+                    raise BitstreamError(
+                        f"the {STREAMS[name]} stream of sample {b} is corrupt: {str(err).splitlines()[0]}"
+                    ) from None
                 if name == "y0":
                     y0 = y
                 decoded[name].append(y)
-        for dec in decoders.values():
-            dec.finish()
+        if single:
+            for made in decoders.values():
+                made[0].finish()
         latents = {n: torch.cat(v).to(device, torch.float32) for n, v in decoded.items()}
-        return {"z_hat": self._synthesize(latents, tuple(shape["input"]), receivers), "latents": latents}
-
+        return {"z_hat": self._synthesize(latents, input_size, receivers), "latents": latents}
