@@ -6,7 +6,27 @@ import argparse
 import sys
 import time
 
-__all__ = ["main"]
+__all__ = ["main", "EXIT_OK", "EXIT_INTERNAL", "EXIT_USAGE", "EXIT_IO", "EXIT_CHECKPOINT", "EXIT_BITSTREAM",
+           "EXIT_INPUT", "EXIT_INTERRUPTED"]
+
+# One exit code per class of failure (listed in `gwn-fast --help`).
+EXIT_OK = 0
+EXIT_INTERNAL = 1  # a bug in gwn_fast or an unexpected failure: rerun with --debug and report it
+EXIT_USAGE = 2  # bad command line (argparse's code)
+EXIT_IO = 3  # a file or directory cannot be read or written
+EXIT_CHECKPOINT = 4  # not a loadable gwn_fast checkpoint
+EXIT_BITSTREAM = 5  # the container is corrupt, exceeds the limits, or belongs to another checkpoint
+EXIT_INPUT = 6  # the input data cannot be coded with this codec (size, channels, NaN/inf, range)
+EXIT_INTERRUPTED = 130
+
+_EPILOG = f"""exit status: {EXIT_OK} success, {EXIT_INTERNAL} internal error (rerun with --debug and report it), \
+{EXIT_USAGE} bad command line, {EXIT_IO} file not readable/writable, {EXIT_CHECKPOINT} not a loadable gwn_fast checkpoint, \
+{EXIT_BITSTREAM} corrupt or mismatched container, {EXIT_INPUT} input the codec cannot code, {EXIT_INTERRUPTED} interrupted. \
+Errors are one line on stderr; --debug (anywhere on the line) prints the traceback instead."""
+
+
+class InputError(ValueError):
+    """An input file the CLI cannot use (unreadable tensor, wrong rank)."""
 
 
 def _coder_demo(args) -> int:
@@ -62,20 +82,33 @@ def _coder_demo(args) -> int:
 
 def _load_input(path: str):
     """``[N, C, H, W]`` float tensor from .pt / .npy, or ``[1, 3, H, W]`` in [0, 1] from an image."""
+    import pickle
+
     import numpy as np
     import torch
 
-    if path.endswith(".pt"):
-        x = torch.load(path, weights_only=True)
-    elif path.endswith(".npy"):
-        x = torch.from_numpy(np.load(path))
-    else:
-        from PIL import Image
+    try:
+        if path.endswith(".pt"):
+            x = torch.load(path, weights_only=True)  # data, not code
+        elif path.endswith(".npy"):
+            x = torch.from_numpy(np.load(path, allow_pickle=False))
+        else:
+            from PIL import Image, UnidentifiedImageError
 
-        x = torch.from_numpy(np.asarray(Image.open(path).convert("RGB"), dtype=np.float32) / 255.0)
-        x = x.permute(2, 0, 1)[None]
+            try:
+                x = torch.from_numpy(np.asarray(Image.open(path).convert("RGB"), dtype=np.float32) / 255.0)
+            except UnidentifiedImageError:
+                raise InputError(f"{path}: not an image PIL can read; pass a .pt/.npy tensor or an image file") from None
+            x = x.permute(2, 0, 1)[None]
+    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, TypeError, KeyError) as err:
+        if isinstance(err, InputError):
+            raise
+        detail = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise InputError(f"{path}: cannot read a tensor from it ({detail})") from None
     if not isinstance(x, torch.Tensor) or x.ndim not in (3, 4):
-        raise SystemExit(f"{path}: expected a [N, C, H, W] or [C, H, W] tensor")
+        raise InputError(f"{path}: expected a [N, C, H, W] or [C, H, W] tensor")
+    if not (x.is_floating_point() or x.dtype in (torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64)):
+        raise InputError(f"{path}: expected a real-valued tensor, got {x.dtype}")
     return (x[None] if x.ndim == 3 else x).float()
 
 
@@ -354,8 +387,9 @@ def _count_lines(path) -> int:
         return 0
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="gwn-fast", description=__doc__)
+def _run(argv: list[str] | None) -> int:
+    parser = argparse.ArgumentParser(prog="gwn-fast", description=__doc__, epilog=_EPILOG)
+    parser.add_argument("--debug", action="store_true", help="print the traceback of a failure (also after the command)")
     sub = parser.add_subparsers(dest="command", required=True)
     demo = sub.add_parser("coder-demo", help="entropy-code a synthetic latent, ours vs CompressAI")
     demo.add_argument("--symbols", type=int, default=1_000_000, help="latent size (default 1e6)")
@@ -431,6 +465,55 @@ def main(argv: list[str] | None = None) -> int:
     if getattr(args, "symbols", 1) < 1:
         parser.error("--symbols must be >= 1")
     return args.func(args)
+
+
+def _one_line(err: BaseException) -> str:
+    text = " ".join(str(err).split())
+    return text or type(err).__name__
+
+
+def _classify(err: BaseException, command: str | None) -> tuple[int, str]:
+    """(exit code, one line saying what failed and what to do) for a failure."""
+    from gwn_fast.checkpoint import CheckpointError
+    from gwn_fast.coder import BitstreamError
+
+    if isinstance(err, CheckpointError):
+        return EXIT_CHECKPOINT, f"{_one_line(err)}; pass a checkpoint written by `gwn-fast train` or gwn_fast.train.save_checkpoint"
+    if isinstance(err, BitstreamError):
+        return EXIT_BITSTREAM, (
+            f"cannot decode the container: {_one_line(err)}; the file is damaged, or decode it with the checkpoint "
+            "that wrote it (raise the limits with the Python API for very large inputs)"
+        )
+    if isinstance(err, OSError):
+        what = f"{err.filename}: {err.strerror}" if getattr(err, "filename", None) and err.strerror else _one_line(err)
+        return EXIT_IO, f"{what}; check the path and its permissions"
+    if isinstance(err, (ValueError, TypeError, FloatingPointError)):
+        return EXIT_INPUT, f"{_one_line(err)}"
+    return EXIT_INTERNAL, f"internal error ({type(err).__name__}: {_one_line(err)}); rerun with --debug and report it"
+
+
+def main(argv: list[str] | None = None) -> int:
+    """The ``gwn-fast`` command. Returns the exit status; a failure is one line on stderr
+    (``gwn-fast <command>: error: ...``) and an exit status of its class (see ``--help``);
+    ``--debug`` anywhere on the command line re-raises it with its traceback."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv
+    if debug:
+        argv = [a for a in argv if a != "--debug"]
+    command = next((a for a in argv if not a.startswith("-")), None)
+    try:
+        return _run(argv)
+    except KeyboardInterrupt:
+        if debug:
+            raise
+        print("gwn-fast: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except Exception as err:  # noqa: BLE001  (the top level of a command-line tool)
+        if debug:
+            raise
+        code, line = _classify(err, command)
+        print(f"gwn-fast{' ' + command if command else ''}: error: {line}", file=sys.stderr)
+        return code
 
 
 if __name__ == "__main__":

@@ -31,6 +31,11 @@ def test_compress_split_decompress(tmp_path, checkpoint, capsys):
         assert main(["decompress", str(path), str(part), str(out), "--receiver", str(receiver)]) == 0
         torch.testing.assert_close(torch.load(out), expected[receiver], rtol=1e-5, atol=1e-5)
     assert "bytes" in capsys.readouterr().out
-    # receiver 1's part lacks private2: asking it for receiver 2 fails with the fix named
+    # receiver 1's part lacks private2: asking it for receiver 2 fails with the fix named,
+    # in one line on stderr (--debug raises it instead)
+    args = ["decompress", str(path), str(tmp_path / "parts" / "receiver1.gwn"), str(tmp_path / "z.pt"), "--receiver", "2"]
+    assert main(args) != 0
+    err = capsys.readouterr().err
+    assert "private2" in err and len(err.strip().splitlines()) == 1
     with pytest.raises(ValueError, match="private2"):
-        main(["decompress", str(path), str(tmp_path / "parts" / "receiver1.gwn"), str(tmp_path / "z.pt"), "--receiver", "2"])
+        main([*args, "--debug"])

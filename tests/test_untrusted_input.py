@@ -363,3 +363,98 @@ def test_issue13_finding6_mlp_codec_refuses_other_input_sizes():
     other = conv.compress(torch.rand(1, 3, 32, 32))
     with pytest.raises(BitstreamError, match="MLP heads take 16x16"):
         codec.decompress(other["strings"], other["shape"])
+
+
+# --------------------------------------------------------------------------------------
+# finding 8: the CLI fails like a Unix tool (one line, an exit status per class, --debug)
+# --------------------------------------------------------------------------------------
+from gwn_fast import cli  # noqa: E402
+
+
+@pytest.fixture
+def cli_files(tmp_path):
+    codec = _small_codec()
+    ck = tmp_path / "codec.pt"
+    save_checkpoint(ck, codec)
+    x = tmp_path / "x.pt"
+    torch.save(torch.rand(1, 3, 13, 18), x)
+    gwn = tmp_path / "x.gwn"
+    assert cli.main(["compress", str(ck), str(x), str(gwn)]) == 0
+    return tmp_path, ck, x, gwn
+
+
+def _fails(capsys, argv, code, *needles):
+    assert cli.main(argv) == code
+    err = capsys.readouterr().err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert lines[0].startswith("gwn-fast"), err
+    assert "Traceback" not in err
+    for needle in needles:
+        assert needle in lines[0], (needle, lines[0])
+    return lines[0]
+
+
+def test_issue13_finding8_cli_checkpoint_error(cli_files, capsys):
+    tmp, _, x, _ = cli_files
+    junk = tmp / "junk.pt"
+    junk.write_bytes(b"\x80\x02not a pickle at all")
+    _fails(capsys, ["compress", str(junk), str(x), str(tmp / "o.gwn")], cli.EXIT_CHECKPOINT, str(junk), "not a gwn_fast checkpoint")
+    with pytest.raises(CheckpointError):
+        cli.main(["compress", str(junk), str(x), str(tmp / "o.gwn"), "--debug"])
+
+
+def test_issue13_finding8_cli_bitstream_error(cli_files, capsys):
+    tmp, ck, _, gwn = cli_files
+    bad = bytearray(gwn.read_bytes())
+    bad[len(bad) // 2] ^= 0x10
+    (tmp / "bad.gwn").write_bytes(bytes(bad))
+    _fails(capsys, ["decompress", str(ck), str(tmp / "bad.gwn"), str(tmp / "z.pt"), "--receiver", "1"], cli.EXIT_BITSTREAM,
+           "checksum", "damaged")
+    _fails(capsys, ["split", str(tmp / "bad.gwn"), "--out-dir", str(tmp / "parts")], cli.EXIT_BITSTREAM, "checksum")
+    assert not (tmp / "z.pt").exists()
+
+
+def test_issue13_finding8_cli_io_error(cli_files, capsys):
+    tmp, ck, x, _ = cli_files
+    _fails(capsys, ["decompress", str(ck), str(tmp / "missing.gwn"), str(tmp / "z.pt"), "--receiver", "1"], cli.EXIT_IO,
+           "missing.gwn", "No such file")
+    _fails(capsys, ["compress", str(tmp / "nope.pt"), str(x), str(tmp / "o.gwn")], cli.EXIT_IO, "nope.pt")
+
+
+def test_issue13_finding8_cli_input_error(cli_files, capsys):
+    tmp, ck, _, _ = cli_files
+    nan = torch.rand(1, 3, 8, 8)
+    nan[0, 0, 0, 0] = float("nan")
+    torch.save(nan, tmp / "nan.pt")
+    _fails(capsys, ["compress", str(ck), str(tmp / "nan.pt"), str(tmp / "o.gwn")], cli.EXIT_INPUT, "non-finite", "nan_to_num")
+    torch.save(torch.rand(1, 5, 8, 8), tmp / "c5.pt")
+    _fails(capsys, ["compress", str(ck), str(tmp / "c5.pt"), str(tmp / "o.gwn")], cli.EXIT_INPUT, "x1 must be")
+    (tmp / "txt.pt").write_bytes(b"hello")
+    _fails(capsys, ["compress", str(ck), str(tmp / "txt.pt"), str(tmp / "o.gwn")], cli.EXIT_INPUT, "txt.pt", "cannot read")
+    assert not (tmp / "o.gwn").exists()
+
+
+def test_issue13_finding8_cli_usage_and_internal_errors(cli_files, capsys, monkeypatch):
+    tmp, ck, x, _ = cli_files
+    with pytest.raises(SystemExit) as info:
+        cli.main(["compress", str(ck)])
+    assert info.value.code == cli.EXIT_USAGE
+    capsys.readouterr()
+
+    def boom(*a, **k):
+        raise RuntimeError("something unexpected\nacross lines")
+
+    monkeypatch.setattr(GrayWynerCodec, "compress", boom)
+    _fails(capsys, ["compress", str(ck), str(x), str(tmp / "o.gwn")], cli.EXIT_INTERNAL, "--debug", "report")
+    with pytest.raises(RuntimeError):
+        cli.main(["--debug", "compress", str(ck), str(x), str(tmp / "o.gwn")])
+
+
+def test_cli_help_lists_exit_codes(capsys):
+    with pytest.raises(SystemExit):
+        cli.main(["--help"])
+    out = capsys.readouterr().out
+    for code in (cli.EXIT_IO, cli.EXIT_CHECKPOINT, cli.EXIT_BITSTREAM, cli.EXIT_INPUT):
+        assert f"{code} " in out
+    assert "--debug" in out
