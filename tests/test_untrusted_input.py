@@ -458,3 +458,93 @@ def test_cli_help_lists_exit_codes(capsys):
     for code in (cli.EXIT_IO, cli.EXIT_CHECKPOINT, cli.EXIT_BITSTREAM, cli.EXIT_INPUT):
         assert f"{code} " in out
     assert "--debug" in out
+
+
+# --------------------------------------------------------------------------------------
+# the encoder never writes a stream its own decoder rejects (property)
+# --------------------------------------------------------------------------------------
+from hypothesis import HealthCheck, event, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+from hypothesis.extra import numpy as hnp  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def property_codecs():
+    torch.manual_seed(0)
+    shared = _small_codec()
+    mlp = GrayWynerCodec(3, (10, 3), latent_channels=8, transform="light", depth=2, hidden_channels=8,
+                         head="mlp", head_hidden=16, input_size=(6, 5), y0_prior="bottleneck").eval()
+    mlp.update()
+    return {"shared": shared, "mlp": mlp}
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    data=st.data(),
+    which=st.sampled_from(["shared", "mlp"]),
+    n=st.integers(1, 2),
+    scale=st.sampled_from([1.0, -1.0, 1e2, 1e5, 1e8, 1e12, 1e20, 1e30, 1e38]),
+    single=st.booleans(),
+)
+def test_compress_writes_only_what_decompress_reads(property_codecs, data, which, n, scale, single):
+    codec = property_codecs[which]
+    H, W = (6, 5) if which == "mlp" else (data.draw(st.integers(1, 11)), data.draw(st.integers(1, 11)))
+    elements = st.one_of(
+        st.floats(-2.0, 2.0, width=32),
+        st.floats(width=32, allow_nan=True, allow_infinity=True),
+        st.sampled_from([0.0, float("nan"), float("inf"), -float("inf"), 2.0**127, -(2.0**127)]),
+    )
+    x = torch.from_numpy(data.draw(hnp.arrays("float32", (n, 3, H, W), elements=elements))) * scale
+    try:
+        enc = codec.compress(x, single_stream=single)
+    except ValueError as err:
+        msg = str(err)
+        assert "non-finite" in msg or "int32" in msg or "exactly" in msg, msg
+        event(f"refused: {msg.split(':')[0][:40]}")
+        return
+    event("coded")
+    assert bool(torch.isfinite(x).all())
+    back = container.unpack(container.pack(enc))
+    out = codec.decompress(back["strings"], back["shape"])
+    want = codec(x)["latents"]
+    for name, y in want.items():
+        assert torch.equal(out["latents"][name], y), name
+    for r in (1, 2):
+        shape = (n, codec.out_channels[r - 1]) if which == "mlp" else (n, codec.out_channels[r - 1], H, W)
+        assert tuple(out["z_hat"][r].shape) == shape
+
+
+# --------------------------------------------------------------------------------------
+# seeded mutation fuzzing of containers and decompress (issue 13, "Done when")
+# --------------------------------------------------------------------------------------
+def _fuzz(seconds, mutants, seed):
+    from fuzz_container import run_campaign
+
+    stats = run_campaign(seconds, mutants, seed=seed)
+    print(stats.summary())
+    assert not stats.failures, stats.failures[:5]
+    return stats
+
+
+def test_container_fuzz_short():
+    """CI: 20,000 mutants (about 5 s, at most 15 s); 0 crashes, 0 wrong-sized or silently
+    different outputs, 0 exceptions but BitstreamError."""
+    stats = _fuzz(seconds=15.0, mutants=20_000, seed=13)
+    assert stats.mutants >= 1000 and stats.rejected > 0 and stats.decoded > 0
+
+
+@pytest.mark.slow
+def test_container_fuzz_long():
+    """At least 100k mutants (``GWN_FUZZ_SECONDS``, default 900 s, bounds the time)."""
+    seconds = float(os.environ.get("GWN_FUZZ_SECONDS", "900"))
+    stats = _fuzz(seconds=seconds, mutants=int(os.environ.get("GWN_FUZZ_MUTANTS", "100000")), seed=1313)
+    assert stats.mutants >= min(100_000, int(os.environ.get("GWN_FUZZ_MUTANTS", "100000")))
+
+
+def test_gaussian_encode_refuses_symbols_outside_int32(coded):
+    codec = coded[0]
+    y = torch.tensor([[[2.0**31 - 1]]], dtype=torch.float64)
+    with pytest.raises(ValueError, match="int32 range"):
+        codec.gaussian.encode(y, torch.full_like(y, -(2.0**31)), torch.ones_like(y))
+    with pytest.raises(ValueError, match="int32 range"):
+        codec.gaussian.encode(y, torch.full_like(y, float("nan")), torch.ones_like(y))

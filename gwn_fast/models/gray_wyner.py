@@ -771,7 +771,8 @@ class GrayWynerCodec(CompressionModel):
         for name in needed:
             if STREAMS[name] not in strings:
                 hint = f"; pass receivers=({3 - int(name[1])},) to decode the other receiver only" if name != "y0" else ""
-                raise ValueError(f"strings lacks {STREAMS[name]!r}, needed by receivers {receivers}{hint}")
+                # a BitstreamError: the container (e.g. another receiver's extract) lacks it
+                raise BitstreamError(f"strings lacks {STREAMS[name]!r}, needed by receivers {receivers}{hint}")
             streams = strings[STREAMS[name]]
             if not isinstance(streams, (list, tuple)) or not all(isinstance(b, (bytes, bytearray, memoryview)) for b in streams):
                 raise ValueError(f"strings[{STREAMS[name]!r}] must be a list of bytes (one per sample, or one)")
