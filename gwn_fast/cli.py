@@ -478,7 +478,8 @@ def _classify(err: BaseException, command: str | None) -> tuple[int, str]:
     from gwn_fast.coder import BitstreamError
 
     if isinstance(err, CheckpointError):
-        return EXIT_CHECKPOINT, f"{_one_line(err)}; pass a checkpoint written by `gwn-fast train` or gwn_fast.train.save_checkpoint"
+        hint = "pass a checkpoint written by `gwn-fast train` or gwn_fast.train.save_checkpoint"
+        return EXIT_CHECKPOINT, f"{_one_line(err)}; {hint}"
     if isinstance(err, BitstreamError):
         return EXIT_BITSTREAM, (
             f"cannot decode the container: {_one_line(err)}; the file is damaged, or decode it with the checkpoint "

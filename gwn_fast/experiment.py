@@ -188,7 +188,9 @@ def evaluate_checkpoint(path: str | Path) -> dict:
     extra = state.get("extra")
     recipe = extra.get("recipe") if isinstance(extra, dict) else None
     if not isinstance(recipe, dict) or state.get("config") is None:
-        raise CheckpointError(f"{path} was not written by gwn_fast.experiment.run (no recipe in it); use gwn_fast.evaluate.evaluate")
+        raise CheckpointError(
+            f"{path} was not written by gwn_fast.experiment.run (no recipe in it); use gwn_fast.evaluate.evaluate"
+        )
     recipe = _check_recipe(recipe, path)
     codec = GrayWynerCodec.from_config(state["config"], source=str(path))
     load_checkpoint(path, codec)

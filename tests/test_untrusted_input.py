@@ -218,7 +218,7 @@ def _decode_blob(codec, blob, **kw):
 def test_v3_roundtrip_and_v2_still_read(coded):
     codec, x, enc, ref = coded
     blob = container.pack(enc)
-    assert blob[4] == 3 and blob[:4] == b"GWNC"
+    assert blob[:5] == b"GWNC\x03"
     v2 = _pack_v2(enc)
     for data in (blob, v2):
         assert container.unpack(data) == {"strings": enc["strings"], "shape": enc["shape"]}
@@ -227,7 +227,8 @@ def test_v3_roundtrip_and_v2_still_read(coded):
             assert torch.equal(out["z_hat"][i], ref["z_hat"][i])
     # extract reads v2 and writes v3
     part = container.extract(v2, 1)
-    assert part[4] == 3 and set(container.unpack(part)["strings"]) == {"common", "private1"}
+    assert part[4] == 3
+    assert set(container.unpack(part)["strings"]) == {"common", "private1"}
 
 
 def test_v3_with_damaged_version_byte_is_not_read_as_v2(coded):
@@ -271,7 +272,7 @@ def test_issue13_finding2_huge_latent_is_refused_before_allocating(coded):
 def test_issue13_finding3_input_size_is_checked_and_protected(coded):
     codec, _, enc, _ = coded
     blob = container.pack(enc)
-    assert blob[5] == 13 and blob[6] == 18
+    assert blob[5:7] == bytes([13, 18])
     for pos, value in ((5, 77), (6, 2), (5, 14), (6, 19)):  # 14 and 19 keep the latent grid
         bad = bytearray(blob)
         bad[pos] = value
@@ -304,7 +305,8 @@ def test_issue13_finding7_mismatches_are_bitstream_errors(coded):
     other = _small_codec(latent_channels=12)
     with pytest.raises(BitstreamError, match="another configuration") as info:
         other.decompress(enc["strings"], enc["shape"])
-    assert type(info.value) is BitstreamError and isinstance(info.value, ValueError)
+    assert type(info.value) is BitstreamError
+    assert isinstance(info.value, ValueError)
     assert "indexes" not in str(info.value)
     # another image's shape dict (same latent grid rule, other size)
     with pytest.raises(BitstreamError, match="shape does not belong"):
@@ -399,7 +401,8 @@ def test_issue13_finding8_cli_checkpoint_error(cli_files, capsys):
     tmp, _, x, _ = cli_files
     junk = tmp / "junk.pt"
     junk.write_bytes(b"\x80\x02not a pickle at all")
-    _fails(capsys, ["compress", str(junk), str(x), str(tmp / "o.gwn")], cli.EXIT_CHECKPOINT, str(junk), "not a gwn_fast checkpoint")
+    argv = ["compress", str(junk), str(x), str(tmp / "o.gwn")]
+    _fails(capsys, argv, cli.EXIT_CHECKPOINT, str(junk), "not a gwn_fast checkpoint")
     with pytest.raises(CheckpointError):
         cli.main(["compress", str(junk), str(x), str(tmp / "o.gwn"), "--debug"])
 
@@ -530,7 +533,9 @@ def test_container_fuzz_short():
     """CI: 20,000 mutants (about 5 s, at most 15 s); 0 crashes, 0 wrong-sized or silently
     different outputs, 0 exceptions but BitstreamError."""
     stats = _fuzz(seconds=15.0, mutants=20_000, seed=13)
-    assert stats.mutants >= 1000 and stats.rejected > 0 and stats.decoded > 0
+    assert stats.mutants >= 1000
+    assert stats.rejected > 0
+    assert stats.decoded > 0
 
 
 @pytest.mark.slow
