@@ -80,13 +80,16 @@ def run(
     evaluate_result: bool = True,
     save_rank_weights: bool = False,
     codec_options: dict | None = None,
+    max_shift: int | None = None,
+    task_weights: tuple[float, float] | None = None,
 ) -> dict:
     """Train a recipe's codec and evaluate it on the test set with real bitstreams.
 
-    ``epochs``, ``batch_size``, ``lr``, ``alpha``, ``context``, ``rate_grad`` and
+    ``epochs``, ``batch_size``, ``lr``, ``alpha``, ``context``, ``rate_grad``,
     ``beta_warmup`` (``(start, fraction)``: beta ramps linearly from ``start`` to ``beta``
-    over that fraction of the epochs; ``None``: no ramp) default to the recipe's
-    (:data:`gwn_fast.recipes.TRAINING`).
+    over that fraction of the epochs; ``None``: no ramp), ``max_shift`` (training images
+    moved by up to that many pixels) and ``task_weights`` (the two distortions' weights
+    relative to ``1/alpha``) default to the recipe's (:data:`gwn_fast.recipes.TRAINING`).
 
     Returns the evaluation (see :func:`gwn_fast.evaluate.evaluate`) merged with the run's
     settings and ``train_s``; with ``out_dir`` also writes the files named in the module
@@ -107,20 +110,27 @@ def run(
         beta_warmup = (float(beta_warmup[0]), float(beta_warmup[1]))
         if not 0 < beta_warmup[1] <= 1:
             raise ValueError(f"beta_warmup's fraction must be in (0, 1], got {beta_warmup[1]}")
+    alpha = defaults["alpha"] if alpha is None else alpha
+    max_shift = defaults["max_shift"] if max_shift is None else max_shift
+    task_weights = tuple(defaults["task_weights"] if task_weights is None else task_weights)
     if not (isinstance(epochs, int) and epochs >= 1):
         raise ValueError(f"epochs must be a positive integer, got {epochs!r}")
     if not batch_size >= 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     torch.manual_seed(seed)
     recipe = _recipe(dataset, setting, seed, size, train_samples, architecture, context, rate_grad, beta, alpha)
-    recipe.update(epochs=epochs, batch_size=batch_size, lr=lr, beta_warmup=beta_warmup)
+    recipe.update(
+        epochs=epochs, batch_size=batch_size, lr=lr, beta_warmup=beta_warmup, max_shift=max_shift,
+        task_weights=list(task_weights),
+    )
     train_set, _ = recipes.make_datasets(
-        dataset, setting=setting, seed=seed, size=size, train_samples=train_samples, resample=defaults["resample"]
+        dataset, setting=setting, seed=seed, size=size, train_samples=train_samples, resample=defaults["resample"],
+        max_shift=max_shift,
     )
     codec = recipes.make_codec(
         dataset, architecture=architecture, context=context, rate_grad=rate_grad, size=size, **(codec_options or {})
     )
-    loss = recipes.make_loss(dataset, beta=beta, alpha=alpha)
+    loss = recipes.make_loss(dataset, beta=beta, alpha=alpha, task_weights=task_weights)
     sampler = None
     if distributed:
         sampler = torch.utils.data.distributed.DistributedSampler(train_set, shuffle=True, seed=seed)

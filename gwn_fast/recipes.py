@@ -35,20 +35,21 @@ _DIGITS_CYCLE = {"pct_start": 0.05, "anneal_strategy": "cos", "div_factor": 10.0
 #   context, rate_grad: the codec's; alpha: rate weight of the loss;
 #   one_cycle: extra OneCycleLR arguments; beta_warmup: (start beta, fraction of the epochs)
 #   of a linear ramp of beta to its target, or None; resample: draw fresh digit colours
-#   every epoch (digits).
+#   every epoch, max_shift: move training images by up to that many pixels (digits);
+#   task_weights: the distortions' weights relative to 1/alpha.
 # Digits: measured on coloured digits, 5 seeds (experiments/RESULTS.md).
 TRAINING = {
     "digits": {
         "lr": 2e-3, "batch_size": 256, "epochs": 300, "alpha": 0.3, "context": "none", "rate_grad": "smooth",
-        "one_cycle": _DIGITS_CYCLE, "beta_warmup": None, "resample": True,
+        "one_cycle": _DIGITS_CYCLE, "beta_warmup": None, "resample": True, "max_shift": 0, "task_weights": (1.0, 1.0),
     },
     "synthetic": {
         "lr": 2e-3, "batch_size": 64, "epochs": 20, "alpha": 0.02, "context": "checkerboard", "rate_grad": "smooth",
-        "one_cycle": {}, "beta_warmup": None, "resample": False,
+        "one_cycle": {}, "beta_warmup": None, "resample": False, "max_shift": 0, "task_weights": (1.0, 1.0),
     },
     "stereo": {
         "lr": 2e-3, "batch_size": 16, "epochs": 30, "alpha": 0.01, "context": "checkerboard", "rate_grad": "smooth",
-        "one_cycle": {}, "beta_warmup": None, "resample": False,
+        "one_cycle": {}, "beta_warmup": None, "resample": False, "max_shift": 0, "task_weights": (1.0, 1.0),
     },
 }
 
@@ -67,14 +68,16 @@ def task_kinds(dataset: str) -> tuple[str, str]:
 def make_datasets(
     dataset: str, *, setting: str = "mixture", seed: int = 0, size: int | None = None, train_samples=None,
     resample: bool = False,
+    max_shift: int = 0,
 ):
     """``(train, test)`` datasets of dict samples ``{x1[, x2], z1, z2}``.
 
     ``setting``: the digits' colour setting (``dependent``, ``independent``, ``mixture``);
     ``size``: image size (digits, default 16), source size (synthetic, default 8) or crop
     size (stereo, default 32); ``train_samples``: synthetic/stereo training set size;
-    ``resample``: digits' training colours drawn afresh on every access (the test set's
-    stay fixed).
+    ``resample``: digits' training colours drawn afresh on every access, ``max_shift``:
+    digits' training images moved by up to that many pixels on every access (the test set
+    stays fixed).
     """
     _check(dataset)
     if dataset == "digits":
@@ -82,7 +85,7 @@ def make_datasets(
 
         size = size or 16
         return (
-            ColouredDigits("train", setting=setting, size=size, seed=seed, resample=resample),
+            ColouredDigits("train", setting=setting, size=size, seed=seed, resample=resample, max_shift=max_shift),
             ColouredDigits("test", setting=setting, size=size, seed=seed + 1),
         )
     if dataset == "synthetic":
@@ -146,7 +149,9 @@ def make_codec(
     return GrayWynerCodec(**{**kwargs, **overrides})
 
 
-def make_loss(dataset: str, *, beta: float = 1.0, alpha: float | None = None) -> GrayWynerLoss:
+def make_loss(
+    dataset: str, *, beta: float = 1.0, alpha: float | None = None, task_weights: tuple[float, float] = (1.0, 1.0)
+) -> GrayWynerLoss:
     """The loss ``alpha*(beta R0 + R1 + R2) + D1 + D2 + align`` (the paper's weighting),
     written as :class:`GrayWynerLoss` with ``lmbda = align_weight = 1/alpha``.
 
@@ -159,6 +164,7 @@ def make_loss(dataset: str, *, beta: float = 1.0, alpha: float | None = None) ->
     if not alpha > 0:
         raise ValueError(f"alpha must be positive, got {alpha}")
     w = 1.0 / alpha
+    lmbda = (w * task_weights[0], w * task_weights[1])
     if dataset == "digits":
-        return GrayWynerLoss(beta=beta, lmbda=(w, w), distortion=("cross_entropy", "cross_entropy"), align_weight=w, rate_unit="sample")
-    return GrayWynerLoss(beta=beta, lmbda=(w, w), distortion=("mse", "mse"), align_weight=w)
+        return GrayWynerLoss(beta=beta, lmbda=lmbda, distortion=("cross_entropy", "cross_entropy"), align_weight=w, rate_unit="sample")
+    return GrayWynerLoss(beta=beta, lmbda=lmbda, distortion=("mse", "mse"), align_weight=w)

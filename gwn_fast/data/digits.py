@@ -246,6 +246,8 @@ class ColouredDigits(Dataset):
         size: output side in pixels (bicubic upsampling of the 8x8 images, clamped to [0, 1]).
         seed: seed of the colour draws (not of the split, which is fixed).
         resample: re-draw the colour on every access.
+        max_shift: move each image by a random offset in ``[-max_shift, max_shift]`` pixels
+            per axis on every access (training augmentation; the generator of ``resample``).
 
     Attributes:
         digits: int64 ``[N]`` digit of each image.
@@ -257,7 +259,8 @@ class ColouredDigits(Dataset):
     """
 
     def __init__(
-        self, split: str = "train", setting: str = "mixture", size: int = 16, seed: int = 0, resample: bool = False
+        self, split: str = "train", setting: str = "mixture", size: int = 16, seed: int = 0, resample: bool = False,
+        max_shift: int = 0,
     ):
         if split not in ("train", "test"):
             raise ValueError(f"split must be 'train' or 'test', got {split!r}")
@@ -271,6 +274,9 @@ class ColouredDigits(Dataset):
         self.size = int(size)
         self.seed = int(seed)
         self.resample = bool(resample)
+        if isinstance(max_shift, bool) or not isinstance(max_shift, (int, np.integer)) or not 0 <= max_shift < size:
+            raise ValueError(f"max_shift must be an int in [0, size), got {max_shift!r}")
+        self.max_shift = int(max_shift)
 
         images, labels = load_digit_images()
         idx = split_indices(split)
@@ -326,8 +332,22 @@ class ColouredDigits(Dataset):
             colour = int(self._draw(np.asarray(int(digit)), self._resample_rng()))
         else:
             colour = int(self.colours[i])
-        x1 = self.intensity[i].unsqueeze(0) * self.palette[colour].view(3, 1, 1)  # [3, S, S]
+        grey = self.intensity[i]
+        if self.max_shift:
+            grey = self._shifted(grey, self._resample_rng().integers(-self.max_shift, self.max_shift + 1, size=2))
+        x1 = grey.unsqueeze(0) * self.palette[colour].view(3, 1, 1)  # [3, S, S]
         return {"x1": x1, "z1": digit.clone(), "z2": torch.tensor(colour, dtype=torch.int64)}
+
+    @staticmethod
+    def _shifted(grey: torch.Tensor, shift) -> torch.Tensor:
+        """``grey`` moved by ``(dy, dx)`` pixels, zeros shifted in."""
+        dy, dx = int(shift[0]), int(shift[1])
+        out = torch.zeros_like(grey)
+        h, w = grey.shape
+        out[max(dy, 0) : h + min(dy, 0), max(dx, 0) : w + min(dx, 0)] = grey[
+            max(-dy, 0) : h + min(-dy, 0), max(-dx, 0) : w + min(-dx, 0)
+        ]
+        return out
 
     def __repr__(self) -> str:
         return (
