@@ -139,7 +139,8 @@ def render(device, info, train, peak, coding, errors):
             f"Compress on {device.type} {coding['compress_ms']:.0f} ms, decompress on CPU "
             f"{coding['decompress_cpu_ms']:.0f} ms; {coding['bytes']} bytes, {coding['bpp']:.3f} bpp.",
             "",
-            f"| latent | elements | CPU decode != {device.type} forward | {device.type} decode != {device.type} forward |",
+            f"| latent | elements | mismatches: fresh CPU model's decode vs {device.type} forward "
+            f"| mismatches: the {device.type} model's decode vs its forward |",
             "|---|---:|---:|---:|",
         ]
         for name, r in coding["latents"].items():

@@ -9,7 +9,8 @@
 # (scikit-build-core, pybind11, for `pip install --no-build-isolation`), with everything
 # they pull in, except the torch family and the CUDA runtime (torch, torchvision,
 # torchaudio, triton, nvidia-*, cuda-*): those must come from the GPU machine's own
-# install, never from here. The GPU machine's pip installs only what it lacks.
+# install, never from here (compressai imports torchvision: the target needs the build
+# matching its torch). The GPU machine's pip installs only what it lacks.
 #
 # Target interpreter: binary wheels are fetched for GWN_WHEELHOUSE_PYTHON (default: this
 # python3's X.Y; e.g. 3.12 for a GPU image with Python 3.12) and manylinux x86_64. The
