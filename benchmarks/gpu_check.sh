@@ -16,6 +16,8 @@
 # Budget: 8 minutes on one GPU (each step has its own time limit; GWN_CHECK_BUDGET=seconds
 # changes the total). Without a GPU every step still runs, the CUDA parts skip with a
 # reason, and the report says so: a dry run of the script itself.
+# Environment: PYTHON (default python3, the one holding torch), GWN_CHECK_BUDGET, and
+# GWN_COMMIT to name the commit where the copy has no .git.
 # Exit status: 0 when every step passed (skips included), 1 otherwise.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -29,7 +31,7 @@ while [ $# -gt 0 ]; do
     --wheelhouse) wheelhouse=$2; shift 2 ;;
     --skip-install) install=0; shift ;;
     --report) report=$2; shift 2 ;;
-    -h | --help) sed -n '2,22p' "$0"; exit 0 ;;
+    -h | --help) sed -n '2,21p' "$0"; exit 0 ;;
     *) echo "unknown argument: $1 (see --help)" >&2; exit 2 ;;
   esac
 done
