@@ -1,12 +1,17 @@
 """GrayWynerCodec compress/decompress time vs CompressAI's bmshj2018-hyperprior.
 
-    pytest benchmarks/bench_codec.py --benchmark-only -s
+    pytest --benchmark-only                                    # from the root, with the others
+    pytest benchmarks/bench_codec.py --benchmark-only          # 1x3x256x256 (fast set)
+    GWN_BENCH_FULL=1 pytest benchmarks/bench_codec.py --benchmark-only   # and 4x3x256x256
 
-Untrained models (timing does not depend on training much), CPU. Our time is split into
-network (transforms and entropy-parameter networks) and entropy coding (index building,
-symbol mapping and rANS), measured by wrapping the entropy-coding calls.
+Untrained models (timing does not depend on training much), on CUDA when there is one
+(both models' networks; our entropy parameters run in float64 on the CPU on both sides, by
+design), else on the CPU. Our time is split into network (transforms and entropy-parameter
+networks) and entropy coding (index building, symbol mapping and rANS), measured by
+wrapping the entropy-coding calls.
 """
 
+import os
 import time
 
 import pytest
@@ -15,8 +20,15 @@ import torch
 from gwn_fast import GrayWynerCodec
 from gwn_fast.entropy_models import GaussianCoder
 
-SHAPES = [(1, 3, 256, 256), (4, 3, 256, 256)]
+FULL = os.environ.get("GWN_BENCH_FULL") == "1"
+SHAPES = [(1, 3, 256, 256), (4, 3, 256, 256)] if FULL else [(1, 3, 256, 256)]
+DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 _results: dict = {}
+
+
+def _sync():
+    if DEVICE == "cuda":
+        torch.cuda.synchronize()
 
 
 class CodingTimer:
@@ -44,7 +56,7 @@ def ours():
     torch.manual_seed(0)
     codec = GrayWynerCodec().eval()
     codec.update()
-    return codec
+    return codec.to(DEVICE)
 
 
 @pytest.fixture(scope="module")
@@ -54,7 +66,7 @@ def anchor():
     torch.manual_seed(0)
     net = bmshj2018_hyperprior(quality=3, pretrained=False).eval()
     net.update(force=True)
-    return net
+    return net.to(DEVICE)
 
 
 def _best(fn, rounds):
@@ -62,13 +74,14 @@ def _best(fn, rounds):
     for _ in range(rounds):
         t0 = time.perf_counter()
         value = fn()
+        _sync()
         best = min(best, time.perf_counter() - t0)
     return best, value
 
 
 @pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "x".join(map(str, s)))
 def test_codec_compress_decompress(benchmark, ours, anchor, shape, monkeypatch):
-    x = torch.rand(shape)
+    x = torch.rand(shape, device=DEVICE)
     pixels = shape[0] * shape[2] * shape[3]
     with torch.no_grad():
         timer = CodingTimer(monkeypatch)
@@ -79,6 +92,7 @@ def test_codec_compress_decompress(benchmark, ours, anchor, shape, monkeypatch):
         t_dec, dec = _best(lambda: ours.decompress(enc["strings"], enc["shape"]), 3)
         timer.seconds = 0.0
         ours.decompress(enc["strings"], enc["shape"])
+        _sync()
         coding_dec = timer.seconds
         a_enc_t, a_enc = _best(lambda: anchor.compress(x), 3)
         a_dec_t, _ = _best(lambda: anchor.decompress(a_enc["strings"], a_enc["shape"]), 3)
@@ -97,14 +111,37 @@ def test_codec_compress_decompress(benchmark, ours, anchor, shape, monkeypatch):
     _results[shape] = row
 
 
-def teardown_module(module):
-    if not _results:
-        return
-    print("\n\nGrayWynerCodec (shared, checkerboard, 192/96 ch) vs bmshj2018-hyperprior (untrained), CPU")
-    print(f"{'input':>14s} {'ours enc ms':>11s} {'coding%':>8s} {'ours dec ms':>11s} {'coding%':>8s} {'hyperprior enc':>15s} {'dec':>8s}")
+def table():
+    rows = []
     for shape, r in _results.items():
-        print(
-            f"{'x'.join(map(str, shape)):>14s} {r['ours_compress_ms']:11.1f} {100 * r['ours_coding_share_compress']:7.1f}% "
-            f"{r['ours_decompress_ms']:11.1f} {100 * r['ours_coding_share_decompress']:7.1f}% "
-            f"{r['anchor_compress_ms']:15.1f} {r['anchor_decompress_ms']:8.1f}"
-        )
+        name = "x".join(map(str, shape))
+        rows.append([
+            name, "gwn_fast GrayWynerCodec", f"{r['ours_compress_ms']:.1f}", f"{r['ours_decompress_ms']:.1f}",
+            f"{100 * r['ours_coding_share_compress']:.1f}%", f"{100 * r['ours_coding_share_decompress']:.1f}%",
+            f"{r['anchor_compress_ms'] / r['ours_compress_ms']:.2f}", f"{r['anchor_decompress_ms'] / r['ours_decompress_ms']:.2f}",
+            f"{r['ours_us_per_pixel_enc']:.2f}",
+        ])
+        rows.append([
+            name, "bmshj2018-hyperprior", f"{r['anchor_compress_ms']:.1f}", f"{r['anchor_decompress_ms']:.1f}",
+            "-", "-", "1.00", "1.00", f"{r['anchor_us_per_pixel_enc']:.2f}",
+        ])
+    where = torch.cuda.get_device_name() if DEVICE == "cuda" else f"CPU, {torch.get_num_threads()} torch threads"
+    return (
+        f"Codec: GrayWynerCodec (shared, checkerboard, 192/96 ch) vs CompressAI bmshj2018-hyperprior, untrained, {where}",
+        ["input", "model", "compress ms", "decompress ms", "coding % enc", "coding % dec", "x anchor enc",
+         "x anchor dec", "us/pixel enc"],
+        rows,
+        "llrrrrrrr",
+        [
+            "x anchor = hyperprior time / ours (above 1: ours faster); ours runs two encoders and two decoders "
+            "(both receivers decoded) and its entropy parameters in float64 on the CPU for exact decoding.",
+            "coding % = share of the time in index building and rANS; the rest is the networks.",
+        ],
+    )
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _report_table(bench_report):
+    yield
+    if _results:
+        bench_report.add(*table())

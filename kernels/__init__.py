@@ -39,9 +39,12 @@ def interpreter_active() -> bool:
     """True when Triton runs kernels in its interpreter (``TRITON_INTERPRET=1`` at import)."""
     if not (_INTERPRET_ENV_SET and triton_available()):
         return False
-    # Triton's own parser decides which spellings count as true ("1", "true", ...).
-    from triton import knobs
-
+    try:
+        # Triton >= 3.4: its own parser decides which spellings count as true ("1", "true", ...).
+        from triton import knobs
+    except ImportError:
+        # Triton 3.0-3.3 have no knobs; their @jit interprets exactly when the variable is "1".
+        return os.environ.get("TRITON_INTERPRET", "0") == "1"
     return bool(knobs.runtime.interpret)
 
 

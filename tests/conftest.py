@@ -15,6 +15,15 @@ def _seed_everything():
     torch.manual_seed(0)
 
 
+def pytest_ignore_collect(collection_path, config):
+    """`pytest --benchmark-only` with no paths runs the benchmarks only (benchmarks/conftest.py
+    leaves them out of plain `pytest`); without this, every test here would be collected
+    just to be skipped. Returns None, not False, so pytest's own rules still apply."""
+    if config.getoption("benchmark_only", False) and config.args_source == pytest.Config.ArgsSource.TESTPATHS:
+        return True
+    return None
+
+
 def pytest_collection_modifyitems(config, items):
     """Tests marked ``cuda`` skip, with a reason, on machines without a CUDA GPU."""
     if torch.cuda.is_available():
