@@ -230,9 +230,11 @@ def table():
         rows,
         "llllrrl",
         [
-            "fused = out['bits'] from the fused gaussian_rate and the fused match_merge; composed = the same model "
-            "with each rate -log2 of CompressAI's GaussianConditional likelihood maths and the eager merge (the "
-            "anchor, measured in this run, steps alternating with the fused ones).",
+            (
+                "fused = out['bits'] from the fused gaussian_rate and the fused match_merge; composed = the same "
+                "model with each rate -log2 of CompressAI's GaussianConditional likelihood maths and the eager merge "
+                "(the anchor, measured in this run, steps alternating with the fused ones)."
+            ),
             "x composed = composed ms / fused ms (above 1: the fused path is faster). Best step of the run.",
         ],
     )
