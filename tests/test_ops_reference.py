@@ -281,3 +281,85 @@ def test_half_precision_reference_paths_run_in_their_dtype():
     native = reference.gaussian_likelihood_ref(y, scales, means, upcast=False)
     assert upcast.dtype == native.dtype == torch.bfloat16
     assert_verbose_allclose(native, upcast, atol=5e-2, name="bf16 native vs upcast")
+
+
+# --------------------------------------------------------------------------------------
+# match_merge's blocked CPU path is the one-pass formula, bit for bit (issue 10)
+# --------------------------------------------------------------------------------------
+def _one_pass_match_merge(c1, c2, quantize, upcast=True):
+    # The formula the blocked reference replaced, kept here as its oracle.
+    dtype = torch.float32 if upcast and c1.dtype in (torch.float16, torch.bfloat16) else c1.dtype
+    q1, q2 = c1.to(dtype), c2.to(dtype)
+    if quantize:
+        q1, q2 = reference.quantize_ref(q1), reference.quantize_ref(q2)
+    y0 = torch.where(q1 == q2, q1, torch.zeros((), dtype=dtype)).to(c1.dtype)
+    align = (q1 - q2).square_().mean().to(torch.promote_types(c1.dtype, torch.float32))
+    return y0, align
+
+
+def _one_pass_match_merge_backward(grad_y0, grad_align, c1, c2, quantize):
+    dtype = torch.float32 if c1.dtype in (torch.float16, torch.bfloat16) else c1.dtype
+    q1, q2 = c1.to(dtype), c2.to(dtype)
+    if quantize:
+        q1, q2 = reference.quantize_ref(q1), reference.quantize_ref(q2)
+    n = max(q1.numel(), 1)
+    shared = torch.where(q1 == q2, 0.5 * grad_y0.to(dtype), torch.zeros((), dtype=dtype))
+    pull = (q1 - q2).mul_(grad_align.to(dtype) * (2.0 / n))
+    return (shared + pull).to(c1.dtype), (shared - pull).to(c2.dtype)
+
+
+def _bits(t):
+    # Bit patterns, so that -0.0 vs 0.0 counts as a difference; NaNs compared as NaNs.
+    t = t.detach()
+    if t.dtype == torch.float64:
+        return t.view(torch.int64), t.isnan()
+    if t.dtype == torch.float32:
+        return t.view(torch.int32), t.isnan()
+    return t.view(torch.int16), t.isnan()
+
+
+def _assert_same_bits(got, want, name):
+    assert got.shape == want.shape and got.dtype == want.dtype, name
+    (gb, gn), (wb, wn) = _bits(got), _bits(want)
+    assert torch.equal(gn, wn), f"{name}: NaNs differ"
+    assert torch.equal(gb[~gn], wb[~wn]), f"{name}: bits differ"
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16, torch.float16])
+@pytest.mark.parametrize("quantize", [True, False])
+@pytest.mark.parametrize(
+    "case", ["flat", "strided-channels", "one-element", "scalar", "wide-rows", "expanded-grad"]
+)
+def test_issue10_blocked_match_merge_is_bit_identical_to_one_pass(monkeypatch, dtype, quantize, case):
+    monkeypatch.setattr(reference, "CHUNK_ELEMENTS", 7)  # many blocks, ragged last ones
+    g = torch.Generator().manual_seed(0)
+    shape = {"flat": (1001,), "one-element": (1,), "scalar": (), "wide-rows": (2, 3, 5, 4), "expanded-grad": (3, 33)}
+    if case == "strided-channels":
+        h1 = torch.randn(3, 10, 4, 5, generator=g, dtype=torch.float64) * 2
+        h2 = h1 + 0.4 * torch.randn(h1.shape, generator=g, dtype=torch.float64)
+        c1, c2 = h1.to(dtype)[:, :6], h2.to(dtype)[:, :6]  # a channel slice, as the codec passes
+        assert not c1.is_contiguous()
+    else:
+        c1 = torch.randn(shape[case], generator=g, dtype=torch.float64) * 2
+        c2 = c1 + 0.4 * torch.randn(c1.shape, generator=g, dtype=torch.float64)
+        c1, c2 = c1.to(dtype), c2.to(dtype)
+    if c1.numel() > 8:  # ties, signed zeros, infinities and NaNs
+        specials = torch.tensor([0.5, -0.5, 0.3, -0.3, 1.5, math.inf, -math.inf, math.nan], dtype=dtype)
+        lead = (0,) * max(c1.dim() - 2, 0)  # a contiguous inner block, written through a view
+        c1[lead].view(-1)[:8] = specials
+        c2[lead].view(-1)[:8] = specials.flip(0)
+    y0, align = reference.match_merge_ref(c1, c2, quantize)
+    want_y0, want_align = _one_pass_match_merge(c1, c2, quantize)
+    _assert_same_bits(y0, want_y0, "y0")
+    _assert_same_bits(align, want_align, "align")
+    assert y0.is_contiguous()
+    if case == "expanded-grad":
+        grad_y0 = torch.ones((), dtype=dtype).expand(c1.shape)  # what y0.sum() sends back
+    else:
+        grad_y0 = torch.randn(c1.shape, generator=g, dtype=torch.float64).to(dtype)
+    grad_align = torch.tensor(-1.7, dtype=torch.promote_types(dtype, torch.float32))
+    got = reference.match_merge_backward_ref(grad_y0, grad_align, c1, c2, quantize)
+    want = _one_pass_match_merge_backward(grad_y0, grad_align, c1, c2, quantize)
+    for name, a, b in zip(("dc1", "dc2"), got, want):
+        _assert_same_bits(a, b, name)
+        assert a.is_contiguous()

@@ -79,6 +79,58 @@ def quantize_ref(x: torch.Tensor) -> torch.Tensor:
 # --------------------------------------------------------------------------------------
 # match and merge
 # --------------------------------------------------------------------------------------
+def _blocks(shape: tuple, chunk: int | None = None):
+    """Index tuples that split a tensor of ``shape`` into views of about ``chunk`` elements
+    (at least one innermost row): the leading dimension is cut first, so a strided input
+    (a channel slice of a latent) is walked in place, never copied."""
+    chunk = CHUNK_ELEMENTS if chunk is None else chunk
+    if len(shape) <= 1:
+        n = shape[0] if shape else 1
+        for start in range(0, n, chunk):
+            yield (slice(start, min(start + chunk, n)),) if shape else ()
+        return
+    inner = math.prod(shape[1:])
+    if inner >= chunk:
+        for i in range(shape[0]):
+            for rest in _blocks(shape[1:], chunk):
+                yield (i, *rest)
+        return
+    step = max(1, chunk // max(inner, 1))
+    for start in range(0, shape[0], step):
+        yield (slice(start, min(start + step, shape[0])),)
+
+
+def _quantize_into(x: torch.Tensor, out: torch.Tensor, tmp: torch.Tensor) -> torch.Tensor:
+    """:func:`quantize_ref` of ``x`` written into ``out`` (``tmp`` a scratch of the same
+    shape): the same operations on the same values, so the same bits (signed zeros too)."""
+    torch.abs(x, out=out).sub_(0.5).ceil_()
+    return out.mul_(torch.sign(x, out=tmp))
+
+
+class _Scratch:
+    """Contiguous scratch tensors of one dtype, reused from block to block (blocks fit in
+    cache, so the work of an element never goes back to memory between operations)."""
+
+    def __init__(self, count: int, size: int, dtype: torch.dtype, device: torch.device):
+        self._flat = [torch.empty(size, dtype=dtype, device=device) for _ in range(count)]
+
+    def take(self, shape) -> list[torch.Tensor]:
+        n = math.prod(shape)
+        return [t[:n].view(shape) for t in self._flat]
+
+
+def _merge_blocks(c1: torch.Tensor, c2: torch.Tensor, dtype: torch.dtype, quantize: bool, scratch: _Scratch):
+    """``(index, q1, q2)`` per block: the blocks of ``c1``/``c2`` in ``dtype``, quantized
+    when asked (into scratch tensors, never into the inputs)."""
+    for index in _blocks(tuple(c1.shape)):
+        b1, b2 = c1[index], c2[index]
+        q1, q2 = b1.to(dtype), b2.to(dtype)
+        if quantize:
+            s1, s2, tmp = scratch.take(b1.shape)[:3]
+            q1, q2 = _quantize_into(q1, s1, tmp), _quantize_into(q2, s2, tmp)
+        yield index, q1, q2
+
+
 def match_merge_ref(
     c1: torch.Tensor, c2: torch.Tensor, quantize: bool = True, upcast: bool = True
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -86,16 +138,25 @@ def match_merge_ref(
 
     ``c1``, ``c2``: shape ``S``, one dtype. Returns ``y0`` (shape ``S``, the inputs' dtype)
     and ``align`` (a scalar, at least float32; 0 for empty inputs).
+
+    Runs in cache-sized blocks (see :func:`_blocks`); the values are bit for bit those of
+    the one-pass formula ``where(q1 == q2, q1, 0)`` and ``(q1 - q2).square().mean()``
+    (the squares are kept whole so that the mean is PyTorch's own reduction).
     """
     dtype = _compute_dtype(c1.dtype, upcast)
-    q1, q2 = c1.to(dtype), c2.to(dtype)
-    if quantize:
-        q1, q2 = quantize_ref(q1), quantize_ref(q2)
-    y0 = torch.where(q1 == q2, q1, torch.zeros((), dtype=dtype, device=q1.device)).to(c1.dtype).contiguous()
-    if q1.numel() == 0:
+    y0 = torch.empty(c1.shape, dtype=c1.dtype, device=c1.device)
+    if c1.numel() == 0:
         return y0, torch.zeros((), dtype=_sum_dtype(c1.dtype), device=c1.device)
-    align = (q1 - q2).square_().mean()
-    return y0, align.to(_sum_dtype(c1.dtype))
+    zero = torch.zeros((), dtype=dtype, device=c1.device)
+    squares = torch.empty(c1.shape, dtype=dtype, device=c1.device)
+    scratch = _Scratch(3, min(CHUNK_ELEMENTS, c1.numel()), dtype, c1.device)
+    for index, q1, q2 in _merge_blocks(c1, c2, dtype, quantize, scratch):
+        if y0.dtype == dtype:
+            torch.where(q1 == q2, q1, zero, out=y0[index])
+        else:  # float16/bfloat16 computed in float32: cast on the way out
+            y0[index] = torch.where(q1 == q2, q1, zero)
+        torch.sub(q1, q2, out=squares[index]).square_()
+    return y0, squares.mean().to(_sum_dtype(c1.dtype))
 
 
 def match_merge_backward_ref(
@@ -104,16 +165,31 @@ def match_merge_backward_ref(
     """``dc1 = 0.5 g_y0 match + 2 g_align (q1 - q2) / n``, ``dc2 = 0.5 g_y0 match - ...``.
 
     Straight-through quantizer; the match mask passes no gradient. Shapes as the forward;
-    ``grad_align`` is a scalar tensor. Returns gradients in the inputs' dtype.
+    ``grad_align`` is a scalar tensor. Returns gradients in the inputs' dtype (contiguous).
+
+    The rounding is recomputed block by block, in cache, which costs less than writing a
+    mask and the differences to memory in the forward and reading them back here.
     """
     dtype = _compute_dtype(c1.dtype, True)
-    q1, q2 = c1.to(dtype), c2.to(dtype)
-    if quantize:
-        q1, q2 = quantize_ref(q1), quantize_ref(q2)
-    n = max(q1.numel(), 1)
-    shared = torch.where(q1 == q2, 0.5 * grad_y0.to(dtype), torch.zeros((), dtype=dtype, device=q1.device))
-    pull = (q1 - q2).mul_(grad_align.to(dtype) * (2.0 / n))
-    return (shared + pull).to(c1.dtype).contiguous(), (shared - pull).to(c2.dtype).contiguous()
+    grad_c1 = torch.empty(c1.shape, dtype=c1.dtype, device=c1.device)
+    grad_c2 = torch.empty(c2.shape, dtype=c2.dtype, device=c2.device)
+    if c1.numel() == 0:
+        return grad_c1, grad_c2
+    n = c1.numel()
+    zero = torch.zeros((), dtype=dtype, device=c1.device)
+    pull_scale = grad_align.to(dtype) * (2.0 / n)
+    grad_y0 = grad_y0.expand(c1.shape)
+    scratch = _Scratch(3, min(CHUNK_ELEMENTS, n), dtype, c1.device)
+    for index, q1, q2 in _merge_blocks(c1, c2, dtype, quantize, scratch):
+        shared = torch.where(q1 == q2, 0.5 * grad_y0[index].to(dtype), zero)
+        pull = torch.sub(q1, q2).mul_(pull_scale)
+        if grad_c1.dtype == dtype:
+            torch.add(shared, pull, out=grad_c1[index])
+            torch.sub(shared, pull, out=grad_c2[index])
+        else:  # float16/bfloat16 computed in float32: cast on the way out
+            grad_c1[index] = shared + pull
+            grad_c2[index] = shared.sub_(pull)
+    return grad_c1, grad_c2
 
 
 # --------------------------------------------------------------------------------------
