@@ -374,7 +374,13 @@ def _demo(args) -> int:
               f"{'holds' if b2['payload_r0'] < mi < b1['payload_r0'] else 'FAILS'}; "
               f"Rt(beta=1) <= Rt(beta=2): {b1['payload_rate_transmit']:.2f} <= {b2['payload_rate_transmit']:.2f} -> "
               f"{'holds' if b1['payload_rate_transmit'] <= b2['payload_rate_transmit'] else 'FAILS'}")
-    png = plots.plot_beta_rates(rows, out / "rates.png", mi, title="coloured digits (mixture): the common rate R0 against beta")
+    # The plot shows the payloads, as the table does (the fixed cost is the same at every beta).
+    payloads = [
+        {**r, **{k: r[f"payload_{k}"] for k in ("r0", "r1", "r2", "rate_transmit", "rate_receive")}} for r in rows
+    ]
+    png = plots.plot_beta_rates(
+        payloads, out / "rates.png", mi, title="coloured digits (mixture): the common rate R0 against beta (payloads)"
+    )
     print(f"\nwrote {out / 'summary.json'} and {png}")
     return 0
 
