@@ -305,11 +305,12 @@ class GrayWynerCodec(CompressionModel):
             x2 = nnf.pad(x2, (0, pad_w, 0, pad_h))
         return x1, x2, (H, W)
 
-    def _analyze(self, x1, x2):
+    def _analyze(self, x1, x2, continuous_y0: bool = True):
         """``(latents, continuous, align)``: the quantized latents (integer-valued,
         straight-through), the encoder's unrounded outputs they round (for the shared
         architecture's Y0: ``match * (c1 + c2) / 2`` over the two candidates, 0 where they
-        do not match), and the alignment loss."""
+        do not match; left out, and its match mask not computed, unless ``continuous_y0``),
+        and the alignment loss."""
         arch, a = self.architecture, self.analysis
         both = torch.cat([x1, x2], 1) if arch != "independent" else None
         Cb = self.common_channels
@@ -318,10 +319,11 @@ class GrayWynerCodec(CompressionModel):
             h1, h2 = a[0](both), a[1](both)
             c1, c2 = h1[:, :Cb], h2[:, :Cb]
             y0, align = F.match_merge(c1, c2, quantize=True)
-            with torch.no_grad():
-                match = quantize_ref(c1) == quantize_ref(c2)
-            u0 = torch.where(match, 0.5 * (c1 + c2), torch.zeros((), dtype=c1.dtype, device=c1.device))
-            continuous = {"y0": u0, "y1": h1[:, Cb:], "y2": h2[:, Cb:]}
+            continuous = {"y1": h1[:, Cb:], "y2": h2[:, Cb:]}
+            if continuous_y0:
+                with torch.no_grad():
+                    match = quantize_ref(c1) == quantize_ref(c2)
+                continuous["y0"] = torch.where(match, 0.5 * (c1 + c2), torch.zeros((), dtype=c1.dtype, device=c1.device))
             latents = {"y0": y0, "y1": quantize_ste(h1[:, Cb:]), "y2": quantize_ste(h2[:, Cb:])}
             return latents, continuous, align
         if arch == "separated":
@@ -371,8 +373,8 @@ class GrayWynerCodec(CompressionModel):
         branches and synthesis see the quantized latents, as the decoder does.
         """
         x1p, x2p, size = self._prepare(x1, x2)
-        latents, continuous, align = self._analyze(x1p, x2p)
         rate_grad = self.rate_grad if self.training else "ste"
+        latents, continuous, align = self._analyze(x1p, x2p, continuous_y0=rate_grad != "ste")
         bits, likelihoods = {}, {}
         for name, y in latents.items():
             u = continuous[name] if rate_grad != "ste" else None
@@ -631,7 +633,7 @@ class GrayWynerCodec(CompressionModel):
         self._check_tables()
         self._check_compress_input(x1, x2)
         x1p, x2p, size = self._prepare(x1, x2)
-        latents, _, _ = self._analyze(x1p, x2p)
+        latents, _, _ = self._analyze(x1p, x2p, continuous_y0=False)
         expected = self._latent_shape(size)
         for name, y in latents.items():
             if tuple(y.shape[2:]) != expected:
