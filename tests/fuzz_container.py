@@ -12,7 +12,9 @@ The oracle, per mutant, is ``unpack`` then ``decompress``:
 - it raises :class:`gwn_fast.BitstreamError` (the subclass itself), or
 - it decodes, and the output has exactly the shape the (possibly mutated) header
   declares; if the mutant is accidental damage (CRC not recomputed), or its header and
-  streams are the seed's, the output is also bit-identical to the seed's.
+  streams are the seed's, the decoded latents are also bit-identical to the seed's (the
+  latents, not the task outputs: the synthesis after them is float arithmetic whose last
+  bits can differ between two calls on several threads).
 
 Anything else (another exception, a wrong-sized output, a silently different output) is
 a failure; a crash kills the process. Run it on its own for a long campaign::
@@ -103,7 +105,9 @@ def make_seeds() -> list[Seed]:
             blob = container.extract(blob, extract)
         enc = container.unpack(blob)
         for version, data in ((3, blob), (2, _pack_v2(enc))):
-            ref = codec.decompress(enc["strings"], enc["shape"], receivers=receivers)["z_hat"]
+            # The decoded latents are the oracle: they are exact; the synthesis after them is
+            # float arithmetic whose last bits may differ between calls on several threads.
+            ref = codec.decompress(enc["strings"], enc["shape"], receivers=receivers)["latents"]
             seeds.append(Seed(f"{name}/v{version}", codec, data, receivers, version, ref, enc))
 
     g = torch.Generator().manual_seed(7)
@@ -224,7 +228,8 @@ def check_one(seed: Seed, mutant: bytes, crafted: bool) -> str:
     """Outcome of one mutant: "rejected", "decoded", "crafted-accepted", or "FAIL: ..."."""
     try:
         enc = container.unpack(mutant)
-        out = seed.codec.decompress(enc["strings"], enc["shape"], receivers=seed.receivers)["z_hat"]
+        decoded = seed.codec.decompress(enc["strings"], enc["shape"], receivers=seed.receivers)
+        out, latents = decoded["z_hat"], decoded["latents"]
     except BitstreamError as err:
         return "rejected: " + _reason(str(err))
     except Exception as err:  # noqa: BLE001  (the oracle: anything else is a finding)
@@ -235,9 +240,9 @@ def check_one(seed: Seed, mutant: bytes, crafted: bool) -> str:
             return f"FAIL: receiver {r} output {tuple(out[r].shape)} but the header declares {want}"
     same_content = enc["shape"] == seed.enc["shape"] and enc["strings"] == seed.enc["strings"]
     if same_content or (seed.version == 3 and not crafted):
-        for r in seed.receivers:
-            if not torch.equal(out[r], seed.ref[r]):
-                return f"FAIL: receiver {r} decoded silently to a different output"
+        for name, ref in seed.ref.items():
+            if not torch.equal(latents[name], ref):
+                return f"FAIL: latent {name} decoded silently to different values"
         return "decoded"
     if seed.version == 2 and not crafted:
         # v2 has no CRC: a header change that keeps every cross-check (H 13 -> 14 at
