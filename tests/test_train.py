@@ -55,3 +55,25 @@ def test_batch_formats():
         unpack_batch([x])
     with pytest.raises(ValueError, match="keys x1, z1, z2"):
         unpack_batch({"x1": x})
+
+
+def test_fit_trains_the_bottleneck_quantiles_on_the_aux_loss_only():
+    # y0_prior="bottleneck": the quantiles move (by their own optimiser on aux_loss), the
+    # main optimiser leaves them alone, and the aux loss falls.
+    torch.manual_seed(0)
+    codec = GrayWynerCodec(3, (3, 3), latent_channels=8, transform="light", depth=2, hidden_channels=8,
+                           context="none", y0_prior="bottleneck")
+    x = torch.rand(32, 3, 8, 8)
+    loader = DataLoader(TensorDataset(x, x, x), batch_size=8, shuffle=False)
+    before = codec.y0_bottleneck.quantiles.detach().clone()
+    aux_before = float(codec.aux_loss().detach())
+    fit(codec, GrayWynerLoss(beta=1.0, lmbda=(50.0, 50.0)), loader, epochs=3, lr=5e-3, progress=False, aux_lr=1e-2)
+    assert not torch.equal(codec.y0_bottleneck.quantiles.detach(), before)
+    assert float(codec.aux_loss().detach()) < aux_before
+
+
+def test_fit_on_epoch_hook_sees_every_epoch():
+    codec, loss_fn, loader = tiny_setup()
+    seen = []
+    fit(codec, loss_fn, loader, epochs=3, lr=1e-3, progress=False, on_epoch=seen.append)
+    assert seen == [0, 1, 2]
