@@ -132,6 +132,22 @@ def _smooth_surrogate(exact: torch.Tensor, continuous: torch.Tensor) -> torch.Te
     return exact + (continuous - continuous.detach())
 
 
+def _by_rate_grad(evaluate, smooth, y, scales, means, round_residual: bool, rate_grad: str, latent):
+    """One ``rate_grad`` mode of ``evaluate(at, scales, means, round_residual, smooth_op)``
+    (the likelihood or the rate op); ``smooth(exact, continuous)`` combines the two passes
+    of ``"smooth"`` with a latent."""
+    if rate_grad == "noise":
+        u = y if latent is None else latent
+        return evaluate(u + torch.empty_like(u).uniform_(-0.5, 0.5), scales, means, False)
+    if rate_grad == "smooth":
+        if latent is None:
+            return evaluate(y, scales, means, round_residual, True)
+        exact = evaluate(y.detach(), scales, means, round_residual)
+        continuous = evaluate(latent, scales.detach(), means.detach() if means is not None else None, False)
+        return smooth(exact, continuous)
+    return evaluate(y, scales, means, round_residual)
+
+
 _RATE_GRAD_DOC = """``rate_grad`` chooses how gradients reach the latent. ``y`` is the latent the rate is
     evaluated at (in a codec: the rounded latent ``Q(u)``), ``latent`` the encoder's
     unrounded output ``u`` of which ``y`` is the rounding (default: ``y`` itself):
@@ -198,17 +214,11 @@ def gaussian_likelihood(
     def lik(at, sc, mu, rounding, smooth=False):
         return ops.gaussian_likelihood(at, sc, mu, scale_bound, likelihood_bound, rounding, smooth, impl)
 
-    if rate_grad == "noise":
-        u = y if latent is None else latent
-        return lik(u + torch.empty_like(u).uniform_(-0.5, 0.5), scales, means, False)
-    if rate_grad == "smooth":
-        if latent is None:
-            return lik(y, scales, means, bool(round_residual), True)
-        exact = lik(y.detach(), scales, means, bool(round_residual))
-        continuous = lik(latent, scales.detach(), means.detach() if means is not None else None, False)
+    def smooth(exact, continuous):
         # d(-log2 p)/du is the continuous rate's: the gradient of p is p_exact * d log p_c.
         return exact * torch.exp(_smooth_surrogate(torch.zeros_like(continuous), torch.log(continuous)))
-    return lik(y, scales, means, bool(round_residual))
+
+    return _by_rate_grad(lik, smooth, y, scales, means, bool(round_residual), rate_grad, latent)
 
 
 def gaussian_rate(
@@ -256,16 +266,7 @@ def gaussian_rate(
     def rate(at, sc, mu, rounding, smooth=False):
         return ops.gaussian_rate(at, sc, mu, scale_bound, likelihood_bound, rounding, smooth, per_batch, impl)
 
-    if rate_grad == "noise":
-        u = y if latent is None else latent
-        return rate(u + torch.empty_like(u).uniform_(-0.5, 0.5), scales, means, False)
-    if rate_grad == "smooth":
-        if latent is None:
-            return rate(y, scales, means, bool(round_residual), True)
-        exact = rate(y.detach(), scales, means, bool(round_residual))
-        continuous = rate(latent, scales.detach(), means.detach() if means is not None else None, False)
-        return _smooth_surrogate(exact, continuous)
-    return rate(y, scales, means, bool(round_residual))
+    return _by_rate_grad(rate, _smooth_surrogate, y, scales, means, bool(round_residual), rate_grad, latent)
 
 
 gaussian_likelihood.__doc__ = gaussian_likelihood.__doc__.format(rate_grad_doc=_RATE_GRAD_DOC)
