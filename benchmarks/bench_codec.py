@@ -139,9 +139,3 @@ def table():
         ],
     )
 
-
-@pytest.fixture(scope="module", autouse=True)
-def _report_table(bench_report):
-    yield
-    if _results:
-        bench_report.add(*table())

@@ -265,9 +265,3 @@ def table():
         ],
     )
 
-
-@pytest.fixture(scope="module", autouse=True)
-def _report_table(bench_report):
-    yield
-    if _rows:
-        bench_report.add(*table())

@@ -123,6 +123,18 @@ def bench_report(request) -> BenchReport:
     return request.config.stash[_REPORT]
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _module_table(request, bench_report):
+    """After a bench module's last benchmark, its ``table()`` (title, headers, rows, align,
+    notes) joins the session's tables, if it has rows."""
+    yield
+    table = getattr(request.module, "table", None)
+    if table is not None:
+        section = table()
+        if section[2]:
+            bench_report.add(*section)
+
+
 @pytest.hookimpl(trylast=True)
 def pytest_terminal_summary(terminalreporter, exitstatus, config):
     report = config.stash.get(_REPORT, None)
