@@ -183,6 +183,7 @@ def _print_table(rows: list[dict], unit: str) -> None:
 def add_train_arguments(p: argparse.ArgumentParser) -> None:
     """The options of ``gwn-fast train`` (also ``torchrun ... -m gwn_fast train``): every
     default not given here is the recipe's (:data:`gwn_fast.recipes.TRAINING`)."""
+    from gwn_fast.functional import RATE_GRADS
     from gwn_fast.models import ARCHITECTURES, CONTEXTS
     from gwn_fast.recipes import DATASETS
 
@@ -190,7 +191,7 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--setting", default="mixture", help="digits colour setting: dependent, independent, mixture")
     p.add_argument("--architecture", choices=ARCHITECTURES, default="shared")
     p.add_argument("--context", choices=CONTEXTS, default=None, help="default: the recipe's")
-    p.add_argument("--rate-grad", choices=("ste", "smooth", "noise"), default=None, help="default: the recipe's")
+    p.add_argument("--rate-grad", choices=RATE_GRADS, default=None, help="default: the recipe's")
     p.add_argument("--beta", type=float, default=1.0)
     p.add_argument("--alpha", type=float, default=None, help="rate weight (default: the recipe's)")
     p.add_argument("--epochs", type=int, default=None, help="default: the recipe's")

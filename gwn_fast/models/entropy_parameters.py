@@ -22,6 +22,8 @@ from compressai.entropy_models import EntropyBottleneck
 from compressai.layers import MaskedConv2d
 from torch import nn
 
+from gwn_fast.functional import RATE_GRADS
+
 __all__ = ["CONTEXTS", "IntegerEntropyBottleneck", "LatentEntropyParameters", "checkerboard_anchor_mask"]
 
 CONTEXTS = ("checkerboard", "autoregressive", "none")
@@ -191,8 +193,8 @@ class IntegerEntropyBottleneck(EntropyBottleneck):
         evaluates everything at ``latent + U(-1/2, 1/2)``."""
         if y.ndim < 2 or y.shape[1] != self.channels:
             raise ValueError(f"expected [N, {self.channels}, ...], got {tuple(y.shape)}")
-        if rate_grad not in ("ste", "smooth", "noise"):
-            raise ValueError(f"rate_grad must be 'ste', 'smooth' or 'noise', got {rate_grad!r}")
+        if rate_grad not in RATE_GRADS:
+            raise ValueError(f"rate_grad must be one of {RATE_GRADS}, got {rate_grad!r}")
         if latent is not None and latent.shape != y.shape:
             raise ValueError(f"latent must have the shape of y {tuple(y.shape)}, got {tuple(latent.shape)}")
         if latent is None or rate_grad == "ste":

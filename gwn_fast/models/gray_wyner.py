@@ -29,7 +29,7 @@ ARCHITECTURES = ("shared", "separated", "combined", "independent", "joint")
 TRANSFORMS = ("image", "light")
 HEADS = ("conv", "mlp")
 STREAMS = {"y0": "common", "y1": "private1", "y2": "private2"}
-RATE_GRADS = ("ste", "smooth", "noise")
+RATE_GRADS = F.RATE_GRADS
 Y0_PRIORS = ("gaussian", "bottleneck")
 
 
