@@ -311,8 +311,8 @@ def test_bottleneck_prior_aux_loss_is_real_and_trains_the_quantiles():
     assert isinstance(loss, torch.Tensor) and loss.item() > 0
     loss.backward()
     grads = {n: p.grad for n, p in codec.named_parameters() if p.grad is not None}
-    assert set(grads) == {"y0_bottleneck.quantiles"}
-    assert grads["y0_bottleneck.quantiles"].abs().sum() > 0
+    assert set(grads) == {"latent_codecs.y0.bottleneck.quantiles"}
+    assert grads["latent_codecs.y0.bottleneck.quantiles"].abs().sum() > 0
     # the Gaussian prior's aux loss stays a zero tensor
     gauss = small_codec()
     assert gauss.aux_loss().item() == 0.0
@@ -342,7 +342,7 @@ def test_bottleneck_prior_state_dict_round_trip_decodes_old_streams():
     buf.seek(0)
     fresh.load_state_dict(torch.load(buf))
     fresh.eval()
-    assert fresh._stream_tables("y0") == codec._stream_tables("y0")
+    assert fresh.latent_codecs["y0"].stream_tables() == codec.latent_codecs["y0"].stream_tables()
     for e in (enc, single):
         a = codec.decompress(e["strings"], e["shape"])
         b = fresh.decompress(e["strings"], e["shape"])
@@ -358,16 +358,16 @@ def test_bottleneck_prior_state_dict_round_trip_decodes_old_streams():
 
 def test_bottleneck_prior_tables_follow_update():
     codec = small_codec(y0_prior="bottleneck")
-    before = codec._stream_tables("y0")
-    assert codec._stream_tables("y0") is before  # cached
-    assert codec._stream_tables("y1") is codec.gaussian.tables()
+    before = codec.latent_codecs["y0"].stream_tables()
+    assert codec.latent_codecs["y0"].stream_tables() is before  # cached
+    assert codec.latent_codecs["y1"].stream_tables() is codec.gaussian.tables()
     assert len(before) == len(codec.gaussian.tables()) + codec.y0_bottleneck.channels
     with torch.no_grad():
         codec.y0_bottleneck.quantiles[:, 0, :] += 2.6
     assert codec.update() is False
-    assert codec._stream_tables("y0") is before  # tables only change at update()
+    assert codec.latent_codecs["y0"].stream_tables() is before  # tables only change at update()
     assert codec.update(force=True) is True
-    after = codec._stream_tables("y0")
+    after = codec.latent_codecs["y0"].stream_tables()
     assert after is not before and after != before
     x = images(2, 9, 13)
     out = codec(x)

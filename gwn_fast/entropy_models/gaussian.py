@@ -194,6 +194,48 @@ class GaussianCoder(nn.Module):
         j = (steps - n * J).to(torch.int32)
         return n, self.indexes(scales).to(j.device) * J + j
 
+    # -- the integer coding path ------------------------------------------------------
+    def integer_offsets(self, scales: torch.Tensor, means: torch.Tensor, fraction_bits: int = 12):
+        """``(n, table)`` of each element from fixed-point ``scales`` and ``means``
+        (integer-valued float64, units of ``2**-fraction_bits``, as
+        :class:`~gwn_fast.entropy_models.integer.IntegerEntropyParameters` gives them):
+        the integer latent ``y`` is coded as the symbol ``y - n`` with table ``table``.
+
+        Integer arithmetic only (exact on any device):
+
+        - table index: the number of log-midpoints of the scale table (as fixed point,
+          ``floor(b * 2**F)``) below the scale, i.e. the nearest table entry in
+          log-scale, as :meth:`indexes` picks it;
+        - ``J = 1``: ``n = ceil(mu - 1/2)`` (so ``y - n = floor(y - mu + 1/2)``, the
+          binned residual); ``J > 1``: ``J mu_q = floor(J mu + 1/2)``, ``n = floor(mu_q)``
+          and table ``i J + j`` with ``j = J mu_q - J n``.
+
+        Returns int64 ``n`` and int32 ``table``, shaped like ``means``, on its device.
+        """
+        one = float(1 << fraction_bits)
+        thresholds = torch.floor(self._boundaries[:-1].to(scales.device, torch.float64) * one)
+        index = torch.searchsorted(thresholds, scales.to(torch.float64).contiguous(), right=False)
+        m = means.to(torch.float64)
+        if self.mean_steps == 1:
+            n = -torch.floor((one / 2 - m) / one)
+            return n.to(torch.int64), index.to(torch.int32)
+        J = self.mean_steps
+        steps = torch.floor((m * J + one / 2) / one).to(torch.int64)
+        n = torch.div(steps, J, rounding_mode="floor")
+        return n, (index * J + (steps - n * J)).to(torch.int32)
+
+    @staticmethod
+    def integer_symbols(y: torch.Tensor, n: torch.Tensor) -> torch.Tensor:
+        """``y - n`` as int32 (``y`` integer-valued); ``ValueError`` outside int32."""
+        d = y.to(torch.float64) - n.to(torch.float64)
+        if not bool(torch.isfinite(d).all()) or bool((d.abs() > 2**31 - 1).any()):
+            worst = float(d.abs().nan_to_num(nan=float("inf")).max())
+            raise ValueError(
+                f"a latent value minus its predicted mean is {worst:.3g}, outside the coder's int32 range: "
+                "the input is far outside what the codec was trained on (scale it as at training time)"
+            )
+        return d.to(torch.int32)
+
     def encode(self, y: torch.Tensor, means: torch.Tensor, scales: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
         """Symbols and indexes (flattened int32 numpy) to append to a stream.
 
