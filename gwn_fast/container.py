@@ -1,18 +1,20 @@
 """One byte string for a whole ``compress()`` result, and per-receiver extraction.
 
-Layout of version 3 (what :func:`pack` writes; little-endian, varint = unsigned LEB128;
+Layout of version 4 (what :func:`pack` writes; little-endian, varint = unsigned LEB128;
 ``docs/bitstream.md`` has the table and the integrity guarantees):
 
-``b"GWNC"``, u8 version (3), varint H, W, h, w, N (samples), u8 flags (bit 0 common,
+``b"GWNC"``, u8 version (4), varint H, W, h, w, N (samples), u8 flags (bit 0 common,
 1 private1, 2 private2 present; bit 3: one stream per channel for all samples, see
-``compress(single_stream=True)``; bits 4-6 zero; bit 7 always set in version 3), the
-section table (varint byte length of every stream: each present channel in that order,
-N streams each, or 1), the streams back to back, and a u32 CRC-32 (``zlib.crc32``) of
-every byte before it.
+``compress(single_stream=True)``; bits 4-6 zero; bit 7 always set), the section table
+(varint byte length of every stream: each present channel in that order, N streams each,
+or 1), the streams back to back, and a u32 CRC-32 (``zlib.crc32``) of every byte before it.
 
-Version 2 (still read) has no CRC, flag bit 7 clear, and each stream's length right
-before the stream. Every v3 file has flag bit 7 set, which version 2 forbids, so a v3
-file whose version byte is damaged to 2 is refused, not misread.
+Version 4 has version 3's layout; its streams are coded with the integer entropy
+parameters (:mod:`gwn_fast.entropy_models.integer`), exact on every device, and its
+single streams are laid out pass by pass (:mod:`gwn_fast.entropy_models.latent_codec`).
+Versions 2 and 3 hold streams of the earlier float64 entropy parameters, which this
+version does not rebuild: :func:`unpack` refuses them with a :class:`~gwn_fast.BitstreamError`
+that names the version (decode them with the release that wrote them, and re-encode).
 
 :func:`unpack` checks, before it allocates anything from the header: the magic, the
 version, the CRC (v3), every field against the others and against :class:`Limits`
@@ -35,10 +37,11 @@ from gwn_fast.coder import BitstreamError
 __all__ = ["DEFAULT_LIMITS", "Limits", "pack", "unpack", "extract", "rates"]
 
 MAGIC = b"GWNC"
-VERSION = 3
-READ_VERSIONS = (2, 3)
+VERSION = 4
+READ_VERSIONS = (4,)
+LEGACY_VERSIONS = (2, 3)  # float64 coding path: refused with their own message
 SINGLE_STREAM_FLAG = 0x08
-V3_FLAG = 0x80  # set in every version-3 file; version 2 requires bits 4-7 clear
+V3_FLAG = 0x80  # set in every file since version 3; version 2 required bits 4-7 clear
 CHANNELS = ("common", "private1", "private2")
 RECEIVER_CHANNELS = {1: ("common", "private1"), 2: ("common", "private2")}
 
@@ -127,7 +130,7 @@ def check_header(H, W, h, w, n, limits: Limits | None = None) -> None:
 
 
 def pack(enc: dict) -> bytes:
-    """``compress()``'s ``{"strings", "shape"}`` as one byte string (format version 3)."""
+    """``compress()``'s ``{"strings", "shape"}`` as one byte string (format version 4)."""
     try:
         strings, shape = enc["strings"], enc["shape"]
         (H, W), (h, w) = shape["input"], shape["latent"]
@@ -171,9 +174,10 @@ def pack(enc: dict) -> bytes:
 def unpack(data: bytes, *, limits: Limits | None = None) -> dict:
     """Inverse of :func:`pack`: ``{"strings": ..., "shape": ...}`` for ``decompress``.
 
-    Reads format versions 2 and 3. Raises :class:`BitstreamError` (before allocating
-    anything from the header) for a damaged or truncated container, a CRC mismatch
-    (version 3), or a header outside ``limits`` (default :data:`DEFAULT_LIMITS`)."""
+    Reads format version 4. Raises :class:`BitstreamError` (before allocating anything
+    from the header) for a damaged or truncated container, a CRC mismatch, a header
+    outside ``limits`` (default :data:`DEFAULT_LIMITS`), or a version-2/3 container (the
+    float64 coding path, named in the message)."""
     if not isinstance(data, (bytes, bytearray, memoryview)):
         raise TypeError(f"data must be bytes, got {type(data).__name__}")
     data = bytes(data)
@@ -185,9 +189,15 @@ def unpack(data: bytes, *, limits: Limits | None = None) -> dict:
     if len(data) < 5:
         raise BitstreamError("truncated container (no version byte)")
     version = data[4]
+    if version in LEGACY_VERSIONS:
+        raise BitstreamError(
+            f"container version {version} holds streams of the float64 entropy parameters of earlier gwn_fast "
+            f"releases, which this release (container version {VERSION}, integer entropy parameters) does not "
+            "decode: decode it with the release that wrote it, then re-encode"
+        )
     if version not in READ_VERSIONS:
         raise BitstreamError(f"unsupported container version {version} (this build reads versions {READ_VERSIONS})")
-    if version == 3:
+    if version == 4:
         if len(data) < 5 + 4:
             raise BitstreamError("truncated container (no checksum)")
         body, stored = data[:-4], int.from_bytes(data[-4:], "little")
@@ -209,47 +219,31 @@ def unpack(data: bytes, *, limits: Limits | None = None) -> dict:
         raise BitstreamError("truncated container (no flags byte)")
     mask = body[pos]
     pos += 1
-    if version == 2 and mask >> 4:
-        hint = " (a version-3 file with a damaged version byte?)" if mask & V3_FLAG else ""
-        raise BitstreamError(f"corrupt container: flags {mask:#04x}{hint}")
-    if version == 3 and (mask & 0x70 or not mask & V3_FLAG):
-        raise BitstreamError(f"corrupt container: flags {mask:#04x} (version 3 sets bit 7 and clears bits 4-6)")
+    if mask & 0x70 or not mask & V3_FLAG:
+        raise BitstreamError(f"corrupt container: flags {mask:#04x} (version 4 sets bit 7 and clears bits 4-6)")
     check_header(H, W, h, w, n, limits)
     single = bool(mask & SINGLE_STREAM_FLAG)
     present = [c for i, c in enumerate(CHANNELS) if mask & (1 << i)]
     per_channel = 1 if single else n
     strings = {}
-    if version == 3:
-        sizes = []
-        for c in present:
-            for i in range(per_channel):
-                size, pos = _get_varint(body, pos, f"section table ({c} stream {i} length)")
-                sizes.append(size)
-        if sum(sizes) != len(body) - pos:
-            raise BitstreamError(
-                f"corrupt container: the section table adds up to {sum(sizes):,} bytes but "
-                f"{len(body) - pos:,} follow it"
-            )
-        it = iter(sizes)
-        for c in present:
-            items = []
-            for _ in range(per_channel):
-                size = next(it)
-                items.append(body[pos : pos + size])
-                pos += size
-            strings[c] = items
-    else:
-        for c in present:
-            items = []
-            for i in range(per_channel):
-                size, pos = _get_varint(body, pos, f"{c} stream {i} length")
-                if pos + size > len(body):
-                    raise BitstreamError(f"truncated container ({c} stream {i} needs {size:,} bytes, {len(body) - pos:,} left)")
-                items.append(body[pos : pos + size])
-                pos += size
-            strings[c] = items
-        if pos != len(body):
-            raise BitstreamError(f"corrupt container: {len(body) - pos} trailing bytes")
+    sizes = []
+    for c in present:
+        for i in range(per_channel):
+            size, pos = _get_varint(body, pos, f"section table ({c} stream {i} length)")
+            sizes.append(size)
+    if sum(sizes) != len(body) - pos:
+        raise BitstreamError(
+            f"corrupt container: the section table adds up to {sum(sizes):,} bytes but "
+            f"{len(body) - pos:,} follow it"
+        )
+    it = iter(sizes)
+    for c in present:
+        items = []
+        for _ in range(per_channel):
+            size = next(it)
+            items.append(body[pos : pos + size])
+            pos += size
+        strings[c] = items
     shape = {"input": (H, W), "latent": (h, w), "samples": n, "single_stream": single}
     return {"strings": strings, "shape": shape}
 
@@ -257,7 +251,7 @@ def unpack(data: bytes, *, limits: Limits | None = None) -> dict:
 def extract(data: bytes, receiver: int, *, limits: Limits | None = None) -> bytes:
     """The container holding only what ``receiver`` (1 or 2) needs (common + its private).
 
-    Checks ``data`` as :func:`unpack` does and writes the current version (3)."""
+    Checks ``data`` as :func:`unpack` does and writes the current version (4)."""
     if isinstance(receiver, bool) or receiver not in RECEIVER_CHANNELS:
         raise ValueError(f"receiver must be 1 or 2, got {receiver!r}")
     enc = unpack(data, limits=limits)

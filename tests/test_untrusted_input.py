@@ -188,9 +188,10 @@ def _pack_v2(enc):
     return bytes(out)
 
 
-def _v3(H, W, h, w, n, flags, sections):
-    """A version-3 container with any header and a *valid* CRC (what an attacker can write)."""
-    out = bytearray(b"GWNC\x03")
+def _v3(H, W, h, w, n, flags, sections, version=container.VERSION):
+    """A container in the current layout (version 3's, with a CRC) with any header and a
+    *valid* CRC (what an attacker can write)."""
+    out = bytearray(b"GWNC" + bytes([version]))
     for v in (H, W, h, w, n):
         out += _varint(v)
     out.append(flags | container.V3_FLAG)
@@ -215,34 +216,31 @@ def _decode_blob(codec, blob, **kw):
     return codec.decompress(enc["strings"], enc["shape"], **kw)
 
 
-def test_v3_roundtrip_and_v2_still_read(coded):
+def test_v4_roundtrip_and_float_path_versions_refused_by_name(coded):
     codec, x, enc, ref = coded
     blob = container.pack(enc)
-    assert blob[:5] == b"GWNC\x03"
-    v2 = _pack_v2(enc)
-    for data in (blob, v2):
-        assert container.unpack(data) == {"strings": enc["strings"], "shape": enc["shape"]}
-        out = _decode_blob(codec, data)
-        for i in (1, 2):
-            assert torch.equal(out["z_hat"][i], ref["z_hat"][i])
-    # extract reads v2 and writes v3
-    part = container.extract(v2, 1)
-    assert part[4] == 3
+    assert blob[:5] == b"GWNC\x04"
+    assert container.unpack(blob) == {"strings": enc["strings"], "shape": enc["shape"]}
+    out = _decode_blob(codec, blob)
+    for i in (1, 2):
+        assert torch.equal(out["z_hat"][i], ref["z_hat"][i])
+    part = container.extract(blob, 1)
+    assert part[4] == 4
     assert set(container.unpack(part)["strings"]) == {"common", "private1"}
+    # versions 2 and 3 (the float64 coding path): a BitstreamError naming the version
+    sections = [s for c in container.CHANNELS for s in enc["strings"][c]]
+    for old in (_pack_v2(enc), _v3(13, 18, 4, 5, 2, 0b111, sections, version=3)):
+        with pytest.raises(BitstreamError, match=f"container version {old[4]} .*float64"):
+            container.unpack(old)
 
 
-def test_v3_with_damaged_version_byte_is_not_read_as_v2(coded):
+def test_container_with_damaged_version_byte_is_refused(coded):
     _, _, enc, _ = coded
     blob = bytearray(container.pack(enc))
-    for v in set(range(256)) - {3}:
+    for v in set(range(256)) - {container.VERSION}:
         blob[4] = v
         with pytest.raises(BitstreamError):
             container.unpack(bytes(blob))
-    # nor is a v2 file read as v3
-    v2 = bytearray(_pack_v2(enc))
-    v2[4] = 3
-    with pytest.raises(BitstreamError):
-        container.unpack(bytes(v2))
 
 
 def test_issue13_finding2_huge_latent_is_refused_before_allocating(coded):
@@ -278,14 +276,7 @@ def test_issue13_finding3_input_size_is_checked_and_protected(coded):
         bad[pos] = value
         with pytest.raises(BitstreamError, match="checksum"):
             _decode_blob(codec, bytes(bad))
-    # v2 has no CRC: the cross-check against the latent grid and stride catches what it can
-    v2 = _pack_v2(enc)
-    for pos, value in ((5, 77), (6, 2)):
-        bad = bytearray(v2)
-        bad[pos] = value
-        with pytest.raises(BitstreamError, match="latent grid"):
-            _decode_blob(codec, bytes(bad))
-    # a crafted v3 file (valid CRC) with a wrong input size
+    # a crafted file (valid CRC) with a wrong input size
     with pytest.raises(BitstreamError, match="latent grid"):
         codec.decompress(enc["strings"], dict(enc["shape"], input=(77, 18)))
 

@@ -213,7 +213,7 @@ class GaussianCoder(nn.Module):
         Returns int64 ``n`` and int32 ``table``, shaped like ``means``, on its device.
         """
         one = float(1 << fraction_bits)
-        thresholds = torch.floor(self._boundaries[:-1].to(scales.device, torch.float64) * one)
+        thresholds = self._thresholds(scales.device, fraction_bits)
         index = torch.searchsorted(thresholds, scales.to(torch.float64).contiguous(), right=False)
         m = means.to(torch.float64)
         if self.mean_steps == 1:
@@ -223,6 +223,17 @@ class GaussianCoder(nn.Module):
         steps = torch.floor((m * J + one / 2) / one).to(torch.int64)
         n = torch.div(steps, J, rounding_mode="floor")
         return n, (index * J + (steps - n * J)).to(torch.int32)
+
+    def _thresholds(self, device, fraction_bits: int) -> torch.Tensor:
+        """``floor(b * 2**F)`` of the log-midpoints ``b`` (float64 on ``device``), cached
+        until the scale table changes."""
+        t = self.scale_table
+        key = (torch.device(device), fraction_bits, t.data_ptr(), t._version)
+        cached = self.__dict__.get("_thresholds_cache")
+        if cached is None or cached[0] != key:
+            value = torch.floor(self._boundaries[:-1].cpu() * float(1 << fraction_bits)).to(device)
+            cached = self.__dict__["_thresholds_cache"] = (key, value)
+        return cached[1]
 
     @staticmethod
     def integer_symbols(y: torch.Tensor, n: torch.Tensor) -> torch.Tensor:

@@ -53,12 +53,16 @@ _SLOPE_BITS = 16
 ELU_TABLE_SIZE = 16 << FRACTION_BITS  # expm1(-16) * 4096 rounds to -4096: beyond it, constant
 
 
-def _floor_shift(acc: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
-    """``floor((acc + 2**(shift-1)) / 2**shift)`` per channel (dim 1), exact in float64."""
-    shape = (1, -1) + (1,) * (acc.ndim - 2)
-    scale = torch.ldexp(torch.ones_like(shift, dtype=torch.float64), shift.to(torch.float64))
-    half = torch.where(shift > 0, scale / 2, torch.zeros_like(scale))
-    return torch.floor((acc + half.view(shape)) / scale.view(shape))
+def _float64_cache(module: nn.Module, device, names: tuple[str, ...], make) -> tuple:
+    """``make()``'s float64 copies of the buffers ``names`` on ``device``, kept until a
+    buffer changes (update(), load_state_dict) so the per-position decode loop does not
+    convert them again."""
+    key = (torch.device(device), tuple((getattr(module, n).data_ptr(), getattr(module, n)._version) for n in names))
+    cached = module.__dict__.get("_f64")
+    if cached is None or cached[0] != key:
+        cached = (key, make())
+        module.__dict__["_f64"] = cached
+    return cached[1]
 
 
 def _clamp(a: torch.Tensor) -> torch.Tensor:
@@ -114,11 +118,25 @@ class IntegerConv2d(nn.Module):
         self.shift.copy_(shift.to(torch.int32))
         self.bias.copy_(bq.to(torch.int64))
 
+    def _prepared(self, device):
+        def make():
+            scale = torch.ldexp(torch.ones(self.shift.shape, dtype=torch.float64), self.shift.to(torch.float64))
+            half = torch.where(self.shift > 0, scale / 2, torch.zeros_like(scale))
+            # acc + bias + half in one add: bias + half is an integer plus 2**(f-1), exact
+            return (
+                self.weight.to(device, torch.float64),
+                (self.bias.to(torch.float64) + half).to(device).view(1, -1, 1, 1),
+                scale.to(device).view(1, -1, 1, 1),
+            )
+
+        return _float64_cache(self, device, ("weight", "shift", "bias"), make)
+
     def forward(self, a: torch.Tensor, padding=None) -> torch.Tensor:
+        """``floor((conv(a, w_q) + b_q + 2**(f-1)) / 2**f)``, clamped (exact in float64)."""
         pad = self.padding if padding is None else padding
-        acc = _integer_convolution(a, self.weight.to(a.device, torch.float64), pad, self.groups)
-        acc = acc + self.bias.to(a.device, torch.float64).view(1, -1, 1, 1)
-        return _clamp(_floor_shift(acc, self.shift.to(a.device)))
+        weight, offset, scale = self._prepared(a.device)
+        acc = _integer_convolution(a, weight, pad, self.groups)
+        return _clamp(torch.floor((acc + offset) / scale))
 
 
 class _IntegerSequential(nn.Module):
@@ -152,7 +170,7 @@ class _IntegerSequential(nn.Module):
                 a = self.layers[arg](a)
             elif kind == "elu":
                 index = (-a).clamp(0, ELU_TABLE_SIZE - 1).long()
-                a = torch.where(a < 0, elu_table.to(a.device, torch.float64)[index], a)
+                a = torch.where(a < 0, elu_table[index], a)
             else:
                 a = torch.where(a < 0, torch.floor(a * arg / float(1 << _SLOPE_BITS)), a)
         return a
@@ -206,6 +224,9 @@ class IntegerEntropyParameters(nn.Module):
             self.prior.copy_(torch.round(p.clamp(-ACTIVATION_LIMIT / ONE, ACTIVATION_LIMIT / ONE) * ONE).to(torch.int64))
         self.ready_flag.fill_(1)
 
+    def _elu(self, device) -> torch.Tensor:
+        return _float64_cache(self, device, ("elu_table",), lambda: self.elu_table.to(device, torch.float64))
+
     def _check(self):
         if not self.ready:
             raise RuntimeError("the integer entropy parameters are not built yet: call codec.update() first")
@@ -217,7 +238,7 @@ class IntegerEntropyParameters(nn.Module):
             return None
         if cond is None:
             raise ValueError("this latent is coded conditionally: pass the common latent as cond")
-        return self.cond(latent_activations(cond), self.elu_table)
+        return self.cond(latent_activations(cond), self._elu(cond.device))
 
     def context_features(self, y_visible: torch.Tensor, padding=None) -> torch.Tensor:
         """Context features from the integer latent a decoder already has (zeros elsewhere)."""
@@ -239,7 +260,7 @@ class IntegerEntropyParameters(nn.Module):
                     like.shape[0], 2 * self.channels, like.shape[2], like.shape[3], dtype=torch.float64, device=like.device
                 )
             feats.append(ctx_feat)
-        out = self.head(torch.cat(feats, 1), self.elu_table)
+        out = self.head(torch.cat(feats, 1), self._elu(like.device))
         return out[:, : self.channels], out[:, self.channels :]
 
     def checkerboard_params(self, y: torch.Tensor, cond_feat, anchors_only: bool):
