@@ -33,6 +33,16 @@ class IntegerEntropyBottleneck(EntropyBottleneck):
         super().__init__(channels, *args, **kwargs)
         self.register_buffer("_medians", torch.zeros(self.channels, dtype=torch.int32))
 
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        # Tables from a checkpoint differ in size from the empty ones; resized here (not
+        # only by CompressionModel.load_state_dict) so any parent module, and keys renamed
+        # by a parent's load hook, load them.
+        for name in ("_quantized_cdf", "_offset", "_cdf_length", "_medians"):
+            key = prefix + name
+            if key in state_dict and getattr(self, name).shape != state_dict[key].shape:
+                setattr(self, name, torch.empty_like(getattr(self, name)).resize_(state_dict[key].shape))
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
     @property
     def ready(self) -> bool:
         return self._offset.numel() > 0

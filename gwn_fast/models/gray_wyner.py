@@ -256,7 +256,7 @@ class GrayWynerCodec(CompressionModel):
                     for n, _ in self.latent_codecs["y0"].entropy_parameters.named_parameters()
                 ]
             nn.parallel.DistributedDataParallel._set_params_and_buffers_to_ignore_for_model(self, unused)
-        self._register_load_state_dict_pre_hook(_rename_legacy_keys)
+        self._register_load_state_dict_pre_hook(_rename_legacy_keys, with_module=True)
 
     @property
     def entropy_parameters(self) -> dict:
