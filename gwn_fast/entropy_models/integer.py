@@ -69,11 +69,12 @@ def _clamp(a: torch.Tensor) -> torch.Tensor:
     return a.clamp_(-ACTIVATION_LIMIT, ACTIVATION_LIMIT)
 
 
-def _integer_convolution(a: torch.Tensor, weight: torch.Tensor, padding, groups: int) -> torch.Tensor:
+def _integer_convolution(a: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, padding, groups: int) -> torch.Tensor:
     # cuDNN may pick FFT/Winograd algorithms, which are not exact; the native path is
-    # im2col + GEMM, exact on integers whose partial sums stay below 2**53.
+    # im2col + GEMM, exact on integers whose partial sums (bias included, in any order)
+    # stay below 2**53.
     with torch.backends.cudnn.flags(enabled=False):
-        return nn.functional.conv2d(a, weight, None, 1, padding, 1, groups)
+        return nn.functional.conv2d(a, weight, bias, 1, padding, 1, groups)
 
 
 class IntegerConv2d(nn.Module):
@@ -125,8 +126,8 @@ class IntegerConv2d(nn.Module):
             # acc + bias + half in one add: bias + half is an integer plus 2**(f-1), exact
             return (
                 self.weight.to(device, torch.float64),
-                (self.bias.to(torch.float64) + half).to(device).view(1, -1, 1, 1),
-                scale.to(device).view(1, -1, 1, 1),
+                (self.bias.to(torch.float64) + half).to(device),
+                (1.0 / scale).to(device).view(1, -1, 1, 1),  # a power of two: multiplying is exact
             )
 
         return _float64_cache(self, device, ("weight", "shift", "bias"), make)
@@ -134,9 +135,9 @@ class IntegerConv2d(nn.Module):
     def forward(self, a: torch.Tensor, padding=None) -> torch.Tensor:
         """``floor((conv(a, w_q) + b_q + 2**(f-1)) / 2**f)``, clamped (exact in float64)."""
         pad = self.padding if padding is None else padding
-        weight, offset, scale = self._prepared(a.device)
-        acc = _integer_convolution(a, weight, pad, self.groups)
-        return _clamp(torch.floor((acc + offset) / scale))
+        weight, offset, inverse_scale = self._prepared(a.device)
+        acc = _integer_convolution(a, weight, offset, pad, self.groups)
+        return _clamp(acc.mul_(inverse_scale).floor_())
 
 
 class _IntegerSequential(nn.Module):
@@ -169,10 +170,12 @@ class _IntegerSequential(nn.Module):
             if kind == "conv":
                 a = self.layers[arg](a)
             elif kind == "elu":
-                index = (-a).clamp(0, ELU_TABLE_SIZE - 1).long()
-                a = torch.where(a < 0, elu_table[index], a)
+                # table[0] = 0, so positives add 0 to themselves and negatives look up
+                index = a.neg().clamp_(0, ELU_TABLE_SIZE - 1).long()
+                a = elu_table[index].add_(a.clamp(min=0))
             else:
-                a = torch.where(a < 0, torch.floor(a * arg / float(1 << _SLOPE_BITS)), a)
+                # floor(a * P / 2**16) on negatives: P / 2**16 is exact, and so is the product
+                a = a.clamp(max=0).mul_(arg / float(1 << _SLOPE_BITS)).floor_().add_(a.clamp(min=0))
         return a
 
 
