@@ -463,8 +463,17 @@ struct Reader {
     ptr += 4;
     return w;
   }
+  // Branch-free while 4 bytes remain (whether a word is read is close to a coin flip,
+  // so a branch would often be mispredicted); the checked path near the end.
   inline void renorm(uint64_t& x) {
-    if (x < kLow) x = (x << 32) | word();
+    if (GWN_LIKELY(end - ptr >= 4)) {
+      const uint64_t w = load_le32(ptr);
+      const bool pull = x < kLow;
+      x = pull ? (x << 32) | w : x;
+      ptr += pull ? 4 : 0;
+    } else if (x < kLow) {
+      x = (x << 32) | word();
+    }
   }
   inline uint32_t get_bits(uint64_t& x, int bits) { return pop_bits(x, bits, *this); }
 };
