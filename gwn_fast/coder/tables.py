@@ -25,7 +25,7 @@ MAX_MEAN_STEPS: int = _rans.MAX_MEAN_STEPS
 # The codec default, recommended by issue 12's measurements (benchmarks/RESULTS.md): the
 # finest grid and precision that keep the coder's speed goals with mean_steps = 8.
 DEFAULT_SCALE_COUNT: int = 256
-DEFAULT_PRECISION: int = 20
+DEFAULT_PRECISION: int = 24
 
 
 def _check_precision(precision) -> int:
