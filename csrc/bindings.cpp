@@ -68,6 +68,7 @@ PYBIND11_MODULE(_rans, m) {
   py::register_exception<gwn::BitstreamError>(m, "BitstreamError", PyExc_ValueError);
   m.attr("FORMAT_VERSION") = gwn::kFormatVersion;
   m.attr("MAX_PRECISION") = gwn::kMaxPrecision;
+  m.attr("MAX_MEAN_STEPS") = gwn::kMaxMeanSteps;
   m.attr("DEFAULT_CHUNK_LOG2") = gwn::kDefaultChunkLog2;
   m.attr("MIN_CHUNK_LOG2") = gwn::kMinChunkLog2;
   m.attr("MAX_CHUNK_LOG2") = gwn::kMaxChunkLog2;
@@ -105,23 +106,56 @@ PYBIND11_MODULE(_rans, m) {
            }),
            py::arg("cdfs").noconvert(), py::arg("cdf_lengths").noconvert(),
            py::arg("offsets").noconvert(), py::arg("precision"))
+      .def_static(
+          "from_flat",
+          [](const Int32Array& data, const Int32Array& lengths, const Int32Array& offsets,
+             int precision) {
+            if (data.ndim() != 1) throw gwn::ArgumentError("cdf_data must be 1-D");
+            if (lengths.ndim() != 1) throw gwn::ArgumentError("cdf_lengths must be 1-D");
+            if (offsets.ndim() != 1 || offsets.shape(0) != lengths.shape(0)) {
+              throw gwn::ArgumentError("offsets must have shape [" +
+                                       std::to_string(lengths.shape(0)) + "]");
+            }
+            return std::make_shared<gwn::TableSet>(
+                data.data(), static_cast<size_t>(data.shape(0)),
+                static_cast<int>(lengths.shape(0)), lengths.data(), offsets.data(), precision);
+          },
+          py::arg("cdf_data").noconvert(), py::arg("cdf_lengths").noconvert(),
+          py::arg("offsets").noconvert(), py::arg("precision"),
+          "Tables from the compact layout: row t is the cdf_lengths[t] entries after row t-1")
+      .def_property_readonly(
+          "cdf_data",
+          [](py::object self) {
+            const auto& t = self.cast<const gwn::TableSet&>();
+            const auto& v = t.cdf_data();
+            // A read-only int32 view of the C++ rows (all < 2^31), kept alive by `self`.
+            py::array_t<int32_t> out({static_cast<py::ssize_t>(v.size())}, {sizeof(int32_t)},
+                                     reinterpret_cast<const int32_t*>(v.data()), self);
+            py::detail::array_proxy(out.ptr())->flags &= ~py::detail::npy_api::NPY_ARRAY_WRITEABLE_;
+            return out;
+          })
+      .def_property_readonly("nbytes", &gwn::TableSet::nbytes)
       .def_property_readonly("precision", &gwn::TableSet::precision)
       .def_property_readonly("num_tables", &gwn::TableSet::num_tables)
       .def_property_readonly("fingerprint", &gwn::TableSet::fingerprint);
 
   m.def(
       "build_gaussian_tables",
-      [](const DoubleArray& scales, int precision, double tail_mass) {
+      [](const DoubleArray& scales, int precision, double tail_mass, int mean_steps) {
         if (scales.ndim() != 1) throw gwn::ArgumentError("scale_table must be 1-D");
-        std::vector<int32_t> cdfs, lengths, offsets;
-        int row = 0;
-        gwn::build_gaussian_tables(scales.data(), static_cast<int>(scales.shape(0)), precision,
-                                   tail_mass, cdfs, lengths, offsets, row);
-        const auto t = scales.shape(0);
-        return py::make_tuple(to_array(cdfs, t, row), to_array(lengths, t, -1),
-                              to_array(offsets, t, -1));
+        gwn::FlatTables flat;
+        {
+          py::gil_scoped_release release;
+          gwn::build_gaussian_tables_flat(scales.data(), static_cast<int>(scales.shape(0)),
+                                          precision, tail_mass, mean_steps, flat);
+        }
+        const auto t = static_cast<py::ssize_t>(flat.lengths.size());
+        return py::make_tuple(to_array(flat.data, static_cast<py::ssize_t>(flat.data.size()), -1),
+                              to_array(flat.lengths, t, -1), to_array(flat.offsets, t, -1));
       },
-      py::arg("scale_table").noconvert(), py::arg("precision"), py::arg("tail_mass"));
+      py::arg("scale_table").noconvert(), py::arg("precision"), py::arg("tail_mass"),
+      py::arg("mean_steps") = 1,
+      "(cdf_data, cdf_lengths, offsets) in the compact layout");
 
   m.def(
       "build_pmf_tables",
@@ -130,15 +164,15 @@ PYBIND11_MODULE(_rans, m) {
         if (pmf_lengths.ndim() != 1 || pmf_lengths.shape(0) != pmfs.shape(0)) {
           throw gwn::ArgumentError("pmf_lengths must have one entry per pmfs row");
         }
-        std::vector<int32_t> cdfs, lengths;
-        int row = 0;
-        gwn::build_pmf_tables(pmfs.data(), static_cast<int>(pmfs.shape(0)),
-                              static_cast<int>(pmfs.shape(1)), pmf_lengths.data(), precision,
-                              cdfs, lengths, row);
-        return py::make_tuple(to_array(cdfs, pmfs.shape(0), row),
+        std::vector<int32_t> data, lengths;
+        gwn::build_pmf_tables_flat(pmfs.data(), static_cast<int>(pmfs.shape(0)),
+                                   static_cast<int>(pmfs.shape(1)), pmf_lengths.data(), precision,
+                                   data, lengths);
+        return py::make_tuple(to_array(data, static_cast<py::ssize_t>(data.size()), -1),
                               to_array(lengths, pmfs.shape(0), -1));
       },
-      py::arg("pmfs").noconvert(), py::arg("pmf_lengths").noconvert(), py::arg("precision"));
+      py::arg("pmfs").noconvert(), py::arg("pmf_lengths").noconvert(), py::arg("precision"),
+      "(cdf_data, cdf_lengths) in the compact layout");
 
   m.def("normal_upper_tail", &gwn::normal_upper_tail, py::arg("x"));
 

@@ -4,6 +4,7 @@ import numpy.typing as npt
 
 FORMAT_VERSION: int
 MAX_PRECISION: int
+MAX_MEAN_STEPS: int
 DEFAULT_CHUNK_LOG2: int
 MIN_CHUNK_LOG2: int
 MAX_CHUNK_LOG2: int
@@ -19,6 +20,17 @@ class TableSet:
         offsets: npt.NDArray[np.int32],
         precision: int,
     ) -> None: ...
+    @staticmethod
+    def from_flat(
+        cdf_data: npt.NDArray[np.int32],
+        cdf_lengths: npt.NDArray[np.int32],
+        offsets: npt.NDArray[np.int32],
+        precision: int,
+    ) -> TableSet: ...
+    @property
+    def cdf_data(self) -> npt.NDArray[np.int32]: ...
+    @property
+    def nbytes(self) -> int: ...
     @property
     def precision(self) -> int: ...
     @property
@@ -36,7 +48,7 @@ class StreamDecoder:
     def position(self) -> int: ...
 
 def build_gaussian_tables(
-    scale_table: npt.NDArray[np.float64], precision: int, tail_mass: float
+    scale_table: npt.NDArray[np.float64], precision: int, tail_mass: float, mean_steps: int = 1
 ) -> tuple[npt.NDArray[np.int32], npt.NDArray[np.int32], npt.NDArray[np.int32]]: ...
 def build_pmf_tables(
     pmfs: npt.NDArray[np.float64], pmf_lengths: npt.NDArray[np.int32], precision: int

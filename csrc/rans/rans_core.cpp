@@ -463,8 +463,17 @@ struct Reader {
     ptr += 4;
     return w;
   }
+  // Branch-free while 4 bytes remain (whether a word is read is close to a coin flip,
+  // so a branch would often be mispredicted); the checked path near the end.
   inline void renorm(uint64_t& x) {
-    if (x < kLow) x = (x << 32) | word();
+    if (GWN_LIKELY(end - ptr >= 4)) {
+      const uint64_t w = load_le32(ptr);
+      const bool pull = x < kLow;
+      x = pull ? (x << 32) | w : x;
+      ptr += pull ? 4 : 0;
+    } else if (x < kLow) {
+      x = (x << 32) | word();
+    }
   }
   inline uint32_t get_bits(uint64_t& x, int bits) { return pop_bits(x, bits, *this); }
 };
@@ -599,6 +608,35 @@ void ChunkDecoder::decode_interleaved(const int32_t* indexes, int32_t* out, size
   ptr_ = rd.ptr;
 }
 
+void ChunkDecoder::decode_pair(ChunkDecoder& a, const int32_t* ia, int32_t* oa,
+                               ChunkDecoder& b, const int32_t* ib, int32_t* ob, size_t n) {
+  const TableSet& tables = a.tables_;
+  const int precision = tables.precision();
+  const uint32_t mask = (1u << precision) - 1;
+  Reader ra{a.ptr_, a.end_};
+  Reader rb{b.ptr_, b.end_};
+  uint64_t x0 = a.state_[0], x1 = a.state_[1], x2 = a.state_[2], x3 = a.state_[3];
+  uint64_t y0 = b.state_[0], y1 = b.state_[1], y2 = b.state_[2], y3 = b.state_[3];
+  for (size_t i = 0; i < n; i += 4) {
+    oa[i] = decode_symbol(x0, ra, tables, ia[i], precision, mask);
+    ob[i] = decode_symbol(y0, rb, tables, ib[i], precision, mask);
+    oa[i + 1] = decode_symbol(x1, ra, tables, ia[i + 1], precision, mask);
+    ob[i + 1] = decode_symbol(y1, rb, tables, ib[i + 1], precision, mask);
+    oa[i + 2] = decode_symbol(x2, ra, tables, ia[i + 2], precision, mask);
+    ob[i + 2] = decode_symbol(y2, rb, tables, ib[i + 2], precision, mask);
+    oa[i + 3] = decode_symbol(x3, ra, tables, ia[i + 3], precision, mask);
+    ob[i + 3] = decode_symbol(y3, rb, tables, ib[i + 3], precision, mask);
+  }
+  a.state_[0] = x0, a.state_[1] = x1, a.state_[2] = x2, a.state_[3] = x3;
+  b.state_[0] = y0, b.state_[1] = y1, b.state_[2] = y2, b.state_[3] = y3;
+  a.ptr_ = ra.ptr;
+  b.ptr_ = rb.ptr;
+  a.hasher_.update(oa, ia, n);
+  b.hasher_.update(ob, ib, n);
+  a.pos_ = n;
+  b.pos_ = n;
+}
+
 // After the interleaved part: push the end states of lanes 1..3 (their initial states,
 // if the stream is intact) back into lane 0, which then holds the tail.
 void ChunkDecoder::merge_lanes() {
@@ -716,13 +754,43 @@ void decode(const TableSet& tables, const uint8_t* data, size_t size, const int3
                          " symbols but indexes has " + std::to_string(n) + kMismatchHint);
   }
   const size_t num_chunks = layout.chunk_begin.size();
-  parallel_for(num_chunks, threads, [&](size_t c) {
+  auto one = [&](size_t c) {
     const size_t begin = c << layout.chunk_log2;
     const size_t m = chunk_symbols(layout, c);
-    check_indexes(tables, indexes + begin, m, begin);
     ChunkDecoder cd(tables, data + layout.chunk_begin[c], data + layout.chunk_end[c], c, m);
     cd.decode(indexes + begin, out + begin, m);
     cd.finish();
+  };
+  // Chunks go in pairs (c, c + 1) decoded in one loop (ChunkDecoder::decode_pair). If
+  // the pair fails, each chunk is decoded again on its own, so the error reported is
+  // exactly the one a chunk-by-chunk decode gives.
+  parallel_for((num_chunks + 1) / 2, threads, [&](size_t p) {
+    const size_t c = 2 * p;
+    const size_t begin = c << layout.chunk_log2;
+    const size_t m = chunk_symbols(layout, c);
+    check_indexes(tables, indexes + begin, m, begin);
+    if (c + 1 == num_chunks) {
+      one(c);
+      return;
+    }
+    const size_t begin2 = (c + 1) << layout.chunk_log2;
+    const size_t m2 = chunk_symbols(layout, c + 1);
+    check_indexes(tables, indexes + begin2, m2, begin2);
+    try {
+      ChunkDecoder a(tables, data + layout.chunk_begin[c], data + layout.chunk_end[c], c, m);
+      ChunkDecoder b(tables, data + layout.chunk_begin[c + 1], data + layout.chunk_end[c + 1],
+                     c + 1, m2);
+      const size_t n = std::min(a.pairable(), b.pairable());
+      ChunkDecoder::decode_pair(a, indexes + begin, out + begin, b, indexes + begin2,
+                                out + begin2, n);
+      a.decode(indexes + begin + n, out + begin + n, m - n);
+      a.finish();
+      b.decode(indexes + begin2 + n, out + begin2 + n, m2 - n);
+      b.finish();
+    } catch (const BitstreamError&) {
+      one(c);
+      one(c + 1);
+    }
   });
 }
 

@@ -81,6 +81,15 @@ class ChunkDecoder {
   void finish() const;
   size_t position() const { return pos_; }
   size_t num_symbols() const { return count_; }
+  // Symbols that decode_pair can take from a fresh decoder (the 4-lane part, rounded
+  // down to a multiple of 4).
+  size_t pairable() const { return pos_ == 0 ? split_ & ~size_t{3} : 0; }
+  // Decode the first n symbols of two fresh chunks in one loop: eight independent coder
+  // states in flight instead of four, which hides the latency of table lookups that
+  // miss the cache (the results are those of a.decode and b.decode). REQUIRES:
+  // n <= a.pairable(), n <= b.pairable(), indexes checked.
+  static void decode_pair(ChunkDecoder& a, const int32_t* ia, int32_t* oa, ChunkDecoder& b,
+                          const int32_t* ib, int32_t* ob, size_t n);
 
  private:
   void decode_interleaved(const int32_t* indexes, int32_t* out, size_t n);

@@ -1,5 +1,5 @@
 """Seed corpus for csrc/tests/fuzz_decoder.cpp: valid streams (byte 0 = the index pattern)
-of the target's tables, with escapes, 1- and 4-lane chunks and several chunk sizes.
+of the target's tables (16, 20 and 24 bits), with escapes, 1- and 4-lane chunks and several chunk sizes.
 
     python csrc/tests/fuzz_corpus.py build-fuzz/corpus
 """
@@ -21,10 +21,12 @@ def index_of(mode: int, n: int, num_tables: int) -> np.ndarray:
 
 def main(out: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
-    tables = CdfTables.from_gaussian(SCALES, precision=16, tail_mass=1e-9)
     rng = np.random.default_rng(13)
     k = 0
-    for n in (0, 1, 2, 7, 64, 511, 512, 600, 1500, 5000):
+    for precision, n in [(16, n) for n in (0, 1, 2, 7, 64, 511, 512, 600, 1500, 5000)] + [
+        (p, n) for p in (20, 24) for n in (1, 600, 5000)
+    ]:
+        tables = CdfTables.from_gaussian(SCALES, precision=precision, tail_mass=1e-9)
         for mode in (0, 1, 5, 42, 200):
             idx = index_of(mode, n, tables.num_tables)
             sym = np.round(rng.normal(0, SCALES[idx])).astype(np.int32)

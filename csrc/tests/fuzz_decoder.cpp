@@ -24,21 +24,26 @@
 
 namespace {
 
-constexpr int kPrecision = 16;
 constexpr uint64_t kMaxSymbols = 1 << 16;  // bounded work per input
 
-const gwn::TableSet& tables() {
-  static std::vector<int32_t> cdfs, lengths, offsets;
-  static int row = 0;
-  static const gwn::TableSet* set = [] {
+// Tables at 16, 20 and 24 bits (fuzz_corpus.py writes streams for each); a stream is
+// decoded with the set of its header's precision (16 bits for any other, which then
+// fails the precision check).
+const gwn::TableSet& tables(int precision) {
+  static const gwn::TableSet* sets[3] = {nullptr, nullptr, nullptr};
+  const int which = precision == 20 ? 1 : precision == 24 ? 2 : 0;
+  if (sets[which] == nullptr) {
+    const int p = which == 0 ? 16 : which == 1 ? 20 : 24;
     std::vector<double> scales;  // as fuzz_corpus.py: 0.11 * 2**(0.75 i), i < 16
     for (int i = 0; i < 16; ++i) scales.push_back(0.11 * std::pow(2.0, i * 0.75));
-    gwn::build_gaussian_tables(scales.data(), static_cast<int>(scales.size()), kPrecision, 1e-9, cdfs,
+    std::vector<int32_t> cdfs, lengths, offsets;
+    int row = 0;
+    gwn::build_gaussian_tables(scales.data(), static_cast<int>(scales.size()), p, 1e-9, cdfs,
                                lengths, offsets, row);
-    return new gwn::TableSet(cdfs.data(), static_cast<int>(lengths.size()), row, lengths.data(),
-                             offsets.data(), kPrecision);
-  }();
-  return *set;
+    sets[which] = new gwn::TableSet(cdfs.data(), static_cast<int>(lengths.size()), row,
+                                    lengths.data(), offsets.data(), p);
+  }
+  return *sets[which];
 }
 
 // The index of symbol i under pattern `mode` (fuzz_corpus.py has the same rule).
@@ -53,7 +58,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const uint8_t mode = data[0];
   ++data;
   --size;
-  const gwn::TableSet& set = tables();
+  const gwn::TableSet& set = tables(size >= 2 ? (data[1] & 31) + 1 : 16);
   std::vector<int32_t> idx, out;
   try {
     gwn::StreamDecoder dec(set, data, size);

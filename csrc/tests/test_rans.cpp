@@ -78,7 +78,7 @@ void random_data(std::mt19937_64& rng, size_t n, int num_tables, std::vector<int
 }
 
 void test_round_trips() {
-  for (int precision : {8, 12, 16, 20, 24}) {
+  for (int precision : {8, 12, 16, 17, 20, 22, 24}) {
     const Tables t = gaussian_tables(precision);
     const gwn::TableSet set = make_set(t, precision);
     std::mt19937_64 rng(precision);
@@ -326,15 +326,35 @@ void test_indexes() {
 }
 
 // Decode must raise BitstreamError (or return the right symbols) on any mutation.
+// Tables at 16, 20, 22 and 24 bits, zero-mean (padded layout) and with 4 mean steps
+// (compact layout), so the campaign covers every supported high precision.
+std::vector<std::unique_ptr<gwn::TableSet>> fuzz_sets() {
+  std::vector<std::unique_ptr<gwn::TableSet>> sets;
+  for (int precision : {16, 20, 22, 24}) {
+    const Tables t = gaussian_tables(precision);
+    sets.push_back(std::make_unique<gwn::TableSet>(make_set(t, precision)));
+    std::vector<double> scales;
+    for (int i = 0; i < 4; ++i) scales.push_back(0.11 * std::pow(2.0, i * 3.0));
+    gwn::FlatTables flat;
+    gwn::build_gaussian_tables_flat(scales.data(), 4, precision, 1e-9, 4, flat);
+    sets.push_back(std::make_unique<gwn::TableSet>(flat.data.data(), flat.data.size(),
+                                                   static_cast<int>(flat.lengths.size()),
+                                                   flat.lengths.data(), flat.offsets.data(),
+                                                   precision));
+  }
+  return sets;
+}
+
 size_t fuzz(double seconds) {
-  const Tables t = gaussian_tables(16);
-  const gwn::TableSet set = make_set(t, 16);
+  const auto sets = fuzz_sets();
   std::mt19937_64 rng(12345);
   const auto start = std::chrono::steady_clock::now();
   size_t cases = 0;
   while (std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count() < seconds) {
+    const gwn::TableSet& set = *sets[cases % sets.size()];
     std::vector<int32_t> sym, idx;
-    const size_t n = std::uniform_int_distribution<size_t>(0, 1200)(rng);
+    // up to 3 chunks of 1024: pairs of 4-lane chunks (decode_pair) and a single one
+    const size_t n = std::uniform_int_distribution<size_t>(0, (rng() % 4 == 0) ? 3000 : 1200)(rng);
     random_data(rng, n, set.num_tables(), sym, idx);
     if (rng() % 3 == 0) {  // a run of most probable symbols: long lane-0 tails
       const size_t from = n ? rng() % n : 0;
@@ -357,7 +377,7 @@ size_t fuzz(double seconds) {
     if (!data.empty()) std::memcpy(buf.get(), data.data(), data.size());
     std::vector<int32_t> out(n);
     try {
-      gwn::decode(set, buf.get(), data.size(), idx.data(), out.data(), n, 1);
+      gwn::decode(set, buf.get(), data.size(), idx.data(), out.data(), n, 1 + (cases & 1));
       CHECK(out == sym);  // a mutation that still decodes must decode correctly
     } catch (const gwn::BitstreamError&) {
     }

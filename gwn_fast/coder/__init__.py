@@ -13,15 +13,27 @@ than they were encoded with, raise :class:`BitstreamError` (a ``ValueError``).
 
 from gwn_fast._rans import BitstreamError
 from gwn_fast.coder.stream import Decoder, decode, encode, fixed_overhead
-from gwn_fast.coder.tables import MAX_PRECISION, CdfTables, build_indexes
+from gwn_fast.coder.tables import (
+    DEFAULT_PRECISION,
+    DEFAULT_SCALE_COUNT,
+    MAX_MEAN_STEPS,
+    MAX_PRECISION,
+    CdfTables,
+    build_indexes,
+    log_scale_table,
+)
 
 __all__ = [
     "BitstreamError",
     "CdfTables",
+    "DEFAULT_PRECISION",
+    "DEFAULT_SCALE_COUNT",
     "Decoder",
+    "MAX_MEAN_STEPS",
     "MAX_PRECISION",
     "build_indexes",
     "decode",
     "encode",
     "fixed_overhead",
+    "log_scale_table",
 ]

@@ -9,9 +9,23 @@ import numpy as np
 from gwn_fast import _rans
 from gwn_fast.coder._buffers import _to_numpy, as_float64, as_int32, resolve_threads
 
-__all__ = ["CdfTables", "MAX_PRECISION", "build_indexes"]
+__all__ = [
+    "CdfTables",
+    "DEFAULT_PRECISION",
+    "DEFAULT_SCALE_COUNT",
+    "MAX_MEAN_STEPS",
+    "MAX_PRECISION",
+    "build_indexes",
+    "log_scale_table",
+]
 
 MAX_PRECISION: int = _rans.MAX_PRECISION
+MAX_MEAN_STEPS: int = _rans.MAX_MEAN_STEPS
+
+# The codec default, recommended by issue 12's measurements (benchmarks/RESULTS.md): the
+# finest grid and precision that keep the coder's speed goals with mean_steps = 8.
+DEFAULT_SCALE_COUNT: int = 256
+DEFAULT_PRECISION: int = 24
 
 
 def _check_precision(precision) -> int:
@@ -20,6 +34,33 @@ def _check_precision(precision) -> int:
     if not 1 <= precision <= MAX_PRECISION:
         raise ValueError(f"precision must be in [1, {MAX_PRECISION}], got {precision}")
     return int(precision)
+
+
+def _check_mean_steps(mean_steps) -> int:
+    if isinstance(mean_steps, bool) or not isinstance(mean_steps, (int, np.integer)):
+        raise ValueError(f"mean_steps must be an int in [1, {MAX_MEAN_STEPS}], got {mean_steps!r}")
+    if not 1 <= mean_steps <= MAX_MEAN_STEPS:
+        raise ValueError(f"mean_steps must be in [1, {MAX_MEAN_STEPS}], got {mean_steps}")
+    return int(mean_steps)
+
+
+def log_scale_table(num: int = None, low: float = 0.11, high: float = 256.0) -> np.ndarray:
+    """``num`` scales log-spaced from ``low`` to ``high`` (both included), float64: the
+    codec's scale grid (default ``DEFAULT_SCALE_COUNT`` in ``[0.11, 256]``).
+
+    Index it nearest in log-scale (``build_indexes(scales, np.sqrt(t[:-1] * t[1:]))``, i.e.
+    against the geometric midpoints) rather than rounding up: at the same count that loses
+    about 4x less (see benchmarks/RESULTS.md)."""
+    if num is None:
+        num = DEFAULT_SCALE_COUNT
+    if isinstance(num, bool) or not isinstance(num, (int, np.integer)) or num < 1:
+        raise ValueError(f"num must be a positive int, got {num!r}")
+    low, high = float(low), float(high)
+    if not (0.0 < low <= high and np.isfinite(high)):
+        raise ValueError(f"low and high must satisfy 0 < low <= high < inf, got low={low}, high={high}")
+    if num == 1:
+        return np.array([low], dtype=np.float64)
+    return np.exp(np.linspace(np.log(low), np.log(high), int(num)))
 
 
 class CdfTables:
@@ -35,11 +76,17 @@ class CdfTables:
     - ``offsets``: int32 ``[T]``: symbol ``s < len - 2`` codes the value ``offsets[t] + s``;
       symbol ``len - 2`` is the escape, used for any other int32 value.
 
+    Storage is compact (ragged): the rows are kept back to back, once, in the C++ table
+    set (``cdf_data``, row ``t`` at ``cdf_begin[t]``), so thousands of tables of very
+    different lengths cost what their entries cost. The padded ``cdfs`` array is built
+    only when asked for (then kept); :meth:`from_flat` builds tables from the compact
+    layout directly.
+
     The tables are validated once, here (a bad table raises ``ValueError`` naming it and
     the fault), and kept in C++ ready for coding: no per-call copy or rebuild.
-    Store the three arrays with your model (e.g. as buffers) so a decoder never rebuilds
-    them from floats; :meth:`from_gaussian` and :meth:`from_pmfs` compute them in
-    deterministic arithmetic, so they are also bit-identical wherever they are built.
+    :meth:`from_gaussian` and :meth:`from_pmfs` compute them in deterministic arithmetic,
+    so they are bit-identical wherever they are built: a model can store its scale table
+    and rebuild the tables at load instead of storing them.
     """
 
     def __init__(self, cdfs, cdf_lengths, offsets, precision: int = 16):
@@ -49,28 +96,65 @@ class CdfTables:
             raise ValueError(f"cdfs must be 2-D [T, L], got shape {tuple(cdfs.shape)}")
         cdf_lengths = as_int32(cdf_lengths, "cdf_lengths").reshape(-1)
         offsets = as_int32(offsets, "offsets").reshape(-1)
-        self._native = _rans.TableSet(cdfs, cdf_lengths, offsets, precision)
-        self._cdfs, self._cdf_lengths, self._offsets = cdfs.copy(), cdf_lengths.copy(), offsets.copy()
-        for arr in (self._cdfs, self._cdf_lengths, self._offsets):
+        self._set(_rans.TableSet(cdfs, cdf_lengths, offsets, precision), cdf_lengths, offsets)
+
+    def _set(self, native, cdf_lengths, offsets) -> None:
+        self._native = native
+        self._cdf_lengths, self._offsets = cdf_lengths.copy(), offsets.copy()
+        self._cdf_begin = np.zeros(cdf_lengths.size, dtype=np.int64)
+        np.cumsum(cdf_lengths[:-1], out=self._cdf_begin[1:])
+        self._cdfs = None  # the padded view, built on request
+        for arr in (self._cdf_lengths, self._offsets, self._cdf_begin):
             arr.flags.writeable = False  # the C++ copy is what codes: keep the two in sync
 
     # -- constructors ---------------------------------------------------------------
     @classmethod
-    def from_gaussian(cls, scale_table, *, precision: int = 16, tail_mass: float = 1e-9) -> "CdfTables":
-        """One zero-mean discretized Gaussian per scale (CompressAI's GaussianConditional
-        layout: support ``[-m, m]``, ``m = ceil(scale * q)`` with ``q`` the normal quantile
-        of ``tail_mass / 2``, offsets ``-m``, the tails in the escape symbol).
+    def from_flat(cls, cdf_data, cdf_lengths, offsets, precision: int = 16) -> "CdfTables":
+        """Tables from the compact layout: ``cdf_data`` (int32, 1-D) holds the rows back to
+        back, row ``t`` being the ``cdf_lengths[t]`` entries after row ``t - 1``; the rows
+        mean what ``cdfs`` rows mean. ``cdf_lengths.sum()`` must equal ``cdf_data.size``."""
+        precision = _check_precision(precision)
+        data = as_int32(cdf_data, "cdf_data")
+        if data.ndim != 1:
+            raise ValueError(f"cdf_data must be 1-D, got shape {tuple(data.shape)}")
+        cdf_lengths = as_int32(cdf_lengths, "cdf_lengths").reshape(-1)
+        offsets = as_int32(offsets, "offsets").reshape(-1)
+        self = cls.__new__(cls)
+        self._set(_rans.TableSet.from_flat(data, cdf_lengths, offsets, precision), cdf_lengths, offsets)
+        return self
 
-        ``scale_table``: 1-D floats, each > 0. Computed with a deterministic erfc made of
-        basic IEEE operations only, so the same scales give bit-identical tables on every
-        machine (CompressAI's float32 libm erfc does not).
+    @classmethod
+    def from_gaussian(
+        cls, scale_table, *, precision: int = 16, tail_mass: float = 1e-9, mean_steps: int = 1
+    ) -> "CdfTables":
+        """Discretized Gaussians, ``mean_steps`` per scale.
+
+        ``mean_steps = 1`` (default): one zero-mean table per scale, CompressAI's
+        GaussianConditional layout: support ``[-m, m]``, ``m = ceil(scale * q)`` with ``q``
+        the normal quantile of ``tail_mass / 2``, offsets ``-m``, the tails in the escape
+        symbol.
+
+        ``mean_steps = J`` in ``[2, 64]``: ``S * J`` tables; table ``i * J + j`` is
+        ``N(j / J, scale_i)`` on the unit bins of the integers ``-m .. m + 1`` (``m`` as
+        above), offset ``-m``, both tails in the escape symbol. A value ``x`` with mean
+        ``mu`` quantized to ``n + j / J`` (``n`` an integer) codes ``x - n`` with table
+        ``i * J + j``.
+
+        ``scale_table``: 1-D floats, each > 0. Computed in C++ with a deterministic erfc
+        made of basic IEEE operations only (each bin's mass from the tail on the side away
+        from the mean), so the same scales give bit-identical tables on every machine
+        (CompressAI's float32 libm erfc does not).
+
+        Raises ``ValueError`` for a bad ``precision``, ``tail_mass`` or ``mean_steps``
+        (an int in ``[1, 64]``), or a scale whose table does not fit in ``1 << precision``.
         """
         precision = _check_precision(precision)
+        mean_steps = _check_mean_steps(mean_steps)
         scales = as_float64(scale_table, "scale_table").reshape(-1)
         if scales.size == 0:
             raise ValueError("scale_table must not be empty")
-        cdfs, lengths, offsets = _rans.build_gaussian_tables(scales, precision, float(tail_mass))
-        return cls(cdfs, lengths, offsets, precision)
+        data, lengths, offsets = _rans.build_gaussian_tables(scales, precision, float(tail_mass), mean_steps)
+        return cls.from_flat(data, lengths, offsets, precision)
 
     @classmethod
     def from_pmfs(cls, pmfs, offsets, *, precision: int = 16) -> "CdfTables":
@@ -101,8 +185,8 @@ class CdfTables:
         offsets = as_int32(np.asarray(offsets, dtype=np.int32) if isinstance(offsets, (list, tuple, int)) else offsets, "offsets").reshape(-1)
         if offsets.size != rows.shape[0]:
             raise ValueError(f"offsets must have one entry per pmf ({rows.shape[0]}), got {offsets.size}")
-        cdfs, cdf_lengths = _rans.build_pmf_tables(rows, lengths, precision)
-        return cls(cdfs, cdf_lengths, offsets, precision)
+        data, cdf_lengths = _rans.build_pmf_tables(rows, lengths, precision)
+        return cls.from_flat(data, cdf_lengths, offsets, precision)
 
     @classmethod
     def from_compressai(cls, entropy_model) -> "CdfTables":
@@ -122,8 +206,39 @@ class CdfTables:
     # -- views ----------------------------------------------------------------------
     @property
     def cdfs(self) -> np.ndarray:
-        """int32 ``[T, L]`` (read-only)."""
+        """int32 ``[T, L]`` (read-only), ``L = max(cdf_lengths)``, rows padded with zeros.
+
+        Built from the compact rows on first access and kept: ``T * L * 4`` bytes, which
+        for thousands of tables of very different lengths is far more than the tables
+        (``nbytes``). Prefer ``cdf_data`` / ``cdf_begin`` where a flat form will do."""
+        if self._cdfs is None:
+            lengths = self._cdf_lengths.astype(np.int64)
+            width = int(lengths.max())
+            out = np.zeros((lengths.size, width), dtype=np.int32)
+            cols = np.arange(lengths.sum()) - np.repeat(self._cdf_begin, lengths)
+            out[np.repeat(np.arange(lengths.size), lengths), cols] = self.cdf_data
+            out.flags.writeable = False
+            self._cdfs = out
         return self._cdfs
+
+    @property
+    def cdf_data(self) -> np.ndarray:
+        """int32 ``[sum(cdf_lengths)]`` (read-only): the rows back to back, as coded (a view
+        of the C++ tables, no copy)."""
+        return self._native.cdf_data
+
+    @property
+    def cdf_begin(self) -> np.ndarray:
+        """int64 ``[T]`` (read-only): row ``t`` is ``cdf_data[cdf_begin[t] : cdf_begin[t] +
+        cdf_lengths[t]]``."""
+        return self._cdf_begin
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes these tables hold: the C++ rows and decode lookup, lengths, offsets and row
+        starts (plus the padded ``cdfs`` array if it was asked for)."""
+        n = self._native.nbytes + self._cdf_lengths.nbytes + self._offsets.nbytes + self._cdf_begin.nbytes
+        return n + (self._cdfs.nbytes if self._cdfs is not None else 0)
 
     @property
     def cdf_lengths(self) -> np.ndarray:
@@ -158,17 +273,14 @@ class CdfTables:
             self.precision == other.precision
             and np.array_equal(self._cdf_lengths, other._cdf_lengths)
             and np.array_equal(self._offsets, other._offsets)
-            and all(
-                np.array_equal(self._cdfs[t, :n], other._cdfs[t, :n])
-                for t, n in enumerate(self._cdf_lengths.tolist())
-            )
+            and np.array_equal(self.cdf_data, other.cdf_data)
         )
 
     __hash__ = None
 
     def __repr__(self) -> str:
         return (
-            f"CdfTables(num_tables={self.num_tables}, max_length={self._cdfs.shape[1]}, "
+            f"CdfTables(num_tables={self.num_tables}, max_length={int(self._cdf_lengths.max())}, "
             f"precision={self.precision}, fingerprint={self.fingerprint:#018x})"
         )
 
