@@ -32,34 +32,38 @@ import torch
 from torch import nn
 
 from gwn_fast import functional as F
-from gwn_fast.coder import CdfTables, Decoder, build_indexes, encode
+from gwn_fast.coder import DEFAULT_PRECISION, DEFAULT_SCALE_COUNT, CdfTables, build_indexes, log_scale_table
 
 __all__ = ["GaussianCoder", "default_scale_table"]
 
 
-def default_scale_table(num: int = 64, low: float = 0.11, high: float = 256.0) -> torch.Tensor:
-    """Log-spaced scales (CompressAI's table for the defaults), float64 ``[num]``."""
-    return torch.exp(torch.linspace(np.log(low), np.log(high), num, dtype=torch.float64))
+def default_scale_table(num: int = DEFAULT_SCALE_COUNT, low: float = 0.11, high: float = 256.0) -> torch.Tensor:
+    """Log-spaced scales, float64 ``[num]`` (default: the coder's ``DEFAULT_SCALE_COUNT``
+    in [0.11, 256]; ``num=64`` is CompressAI's table)."""
+    return torch.from_numpy(log_scale_table(num, low, high))
 
 
 class GaussianCoder(nn.Module):
-    """Scale-indexed Gaussian tables in buffers, plus encode/decode helpers.
+    """Scale-indexed Gaussian tables, built deterministically, plus the symbol mapping.
 
     Args:
-        scale_table: increasing positive scales (default: 64 log-spaced in [0.11, 256]).
-        precision: bits of the quantized CDFs (1..24).
+        scale_table: increasing positive scales (default: ``DEFAULT_SCALE_COUNT`` = 256
+            log-spaced in [0.11, 256]).
+        precision: bits of the quantized CDFs (1..24; default ``DEFAULT_PRECISION`` = 24).
         tail_mass: probability mass left to the escape symbol.
         mean_steps: ``J``, the tables per scale, one per fraction ``j / J`` of the mean
             (see the module docstring); 1 is CompressAI's layout.
 
-    Buffers: ``scale_table`` float64 ``[S]``; ``_quantized_cdf`` int32 ``[S J, L]``;
-    ``_cdf_length`` and ``_offset`` int32 ``[S J]`` (CompressAI's names and meaning; empty
-    until :meth:`update`). Loading a state dict resizes them. With ``J > 1`` the tables are
-    built from float64 pmfs (torch's erfc), so they can differ by a slot between machines
-    that build them; a decoder uses the ones in the state dict, never rebuilt ones.
+    State: the buffer ``scale_table`` (float64 ``[S]``) and ``tables_built`` (a flag). The
+    ``S J`` tables themselves are not stored: :meth:`update` builds them with the C++
+    coder's IEEE-only erfc (:meth:`gwn_fast.coder.CdfTables.from_gaussian` with
+    ``mean_steps``), which gives bit-identical tables on every machine, so a state dict
+    stays small (a few kB instead of 5 MB at 256 scales x 8 mean steps) and a decoder
+    rebuilds exactly the encoder's tables from it. Checkpoints that still carry
+    CompressAI-style ``_quantized_cdf`` buffers load; those buffers are dropped.
     """
 
-    def __init__(self, scale_table=None, precision: int = 16, tail_mass: float = 1e-9, mean_steps: int = 1):
+    def __init__(self, scale_table=None, precision: int = DEFAULT_PRECISION, tail_mass: float = 1e-9, mean_steps: int = 1):
         super().__init__()
         if isinstance(mean_steps, bool) or not isinstance(mean_steps, int) or not 1 <= mean_steps <= 64:
             raise ValueError(f"mean_steps must be an int in [1, 64], got {mean_steps!r}")
@@ -67,55 +71,59 @@ class GaussianCoder(nn.Module):
         table = default_scale_table() if scale_table is None else torch.as_tensor(scale_table, dtype=torch.float64)
         if table.ndim != 1 or table.numel() == 0 or not bool((table > 0).all()) or not bool((table[1:] > table[:-1]).all()):
             raise ValueError("scale_table must be a non-empty, strictly increasing 1-D list of positive scales")
+        if isinstance(precision, bool) or not isinstance(precision, int) or not 1 <= precision <= 24:
+            raise ValueError(f"precision must be an int in [1, 24], got {precision!r}")
         self.precision = int(precision)
         self.tail_mass = float(tail_mass)
         self.register_buffer("scale_table", table.clone())
-        self.register_buffer("_quantized_cdf", torch.zeros(0, 0, dtype=torch.int32))
-        self.register_buffer("_cdf_length", torch.zeros(0, dtype=torch.int32))
-        self._offset: torch.Tensor
-        self.register_buffer("_offset", torch.zeros(0, dtype=torch.int32))
-        self._tables_cache: CdfTables | None = None
+        self.register_buffer("tables_built", torch.zeros((), dtype=torch.uint8))
+        self._tables_cache: tuple | None = None
 
     # -- tables ------------------------------------------------------------------------
     @property
     def ready(self) -> bool:
-        return self._quantized_cdf.numel() > 0
+        return bool(self.tables_built)
+
+    def _build(self) -> CdfTables:
+        return CdfTables.from_gaussian(
+            self.scale_table.detach().cpu().numpy(), precision=self.precision, tail_mass=self.tail_mass,
+            mean_steps=self.mean_steps,
+        )
+
+    def _key(self) -> tuple:
+        t = self.scale_table
+        return (t.data_ptr(), t._version, self.precision, self.tail_mass, self.mean_steps)
 
     def update(self, force: bool = False) -> bool:
         """Build the tables (deterministically) if missing or ``force``. Returns whether it did."""
-        if self.ready and not force:
+        if self.ready and not force and self._tables_cache is not None and self._tables_cache[0] == self._key():
             return False
-        if self.mean_steps == 1:
-            tables = CdfTables.from_gaussian(self.scale_table.cpu(), precision=self.precision, tail_mass=self.tail_mass)
-        else:
-            tables = self._offset_tables()
-        device = self.scale_table.device
-        self._quantized_cdf = torch.from_numpy(tables.cdfs.copy()).to(device)
-        self._cdf_length = torch.from_numpy(tables.cdf_lengths.copy()).to(device)
-        self._offset = torch.from_numpy(tables.offsets.copy()).to(device)
-        self._tables_cache = tables
+        self._tables_cache = (self._key(), self._build())
+        self.tables_built.fill_(1)
         return True
 
-    def _offset_tables(self) -> CdfTables:
-        """``J`` tables per scale: table ``i J + j`` is ``N(j / J, scale_i)`` on the unit bins
-        of the integers ``-m .. m + 1`` (``m`` as in :meth:`CdfTables.from_gaussian`), the
-        tails in the escape symbol."""
-        J = self.mean_steps
-        quantile = -torch.special.ndtri(torch.tensor(self.tail_mass / 2, dtype=torch.float64)).item()
-        pmfs, offsets = [], []
-        for scale in self.scale_table.cpu().tolist():
-            m = int(np.ceil(scale * quantile))
-            k = torch.arange(-m, m + 2, dtype=torch.float64)
-            for j in range(J):
-                centre = k - j / J
-                # Upper tails on each side of the mean: accurate far out (no 1 - Phi).
-                hi = (centre + 0.5) / scale
-                lo = (centre - 0.5) / scale
-                upper = torch.special.ndtr(-lo) - torch.special.ndtr(-hi)  # k above the mean
-                lower = torch.special.ndtr(hi) - torch.special.ndtr(lo)  # k below the mean
-                pmfs.append(torch.where(centre > 0, upper, lower).numpy())
-                offsets.append(-m)
-        return CdfTables.from_pmfs(pmfs, np.asarray(offsets, dtype=np.int32), precision=self.precision)
+    def tables(self) -> CdfTables:
+        """The coder's tables (built at :meth:`update`, or on first use after loading a
+        state dict whose tables were built; rebuilt if the scale table changed)."""
+        if not self.ready:
+            raise RuntimeError("the entropy model has no CDF tables yet: call codec.update() before compress()/decompress()")
+        if self._tables_cache is None or self._tables_cache[0] != self._key():
+            self._tables_cache = (self._key(), self._build())
+        return self._tables_cache[1]
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        # A scale table of another size; tables stored by earlier versions (rebuilt now).
+        key = prefix + "scale_table"
+        if key in state_dict:
+            self.scale_table = torch.empty_like(self.scale_table).resize_(state_dict[key].shape)
+        legacy = [prefix + n for n in ("_quantized_cdf", "_cdf_length", "_offset")]
+        if any(k in state_dict for k in legacy):
+            built = state_dict[legacy[0]].numel() > 0 if legacy[0] in state_dict else False
+            for k in legacy:
+                state_dict.pop(k, None)
+            state_dict.setdefault(prefix + "tables_built", torch.tensor(int(built), dtype=torch.uint8))
+        self._tables_cache = None
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     # -- means -------------------------------------------------------------------------
     @property
@@ -131,26 +139,6 @@ class GaussianCoder(nn.Module):
             return means
         J = self.mean_steps
         return means + (torch.floor(means.detach() * J + 0.5) / J - means.detach())
-
-    def tables(self) -> CdfTables:
-        """The coder's view of the buffers (validated once, cached)."""
-        if not self.ready:
-            raise RuntimeError("the entropy model has no CDF tables yet: call codec.update() before compress()/decompress()")
-        if self._tables_cache is None:
-            self._tables_cache = CdfTables(
-                self._quantized_cdf.cpu(), self._cdf_length.cpu(), self._offset.cpu(), precision=self.precision
-            )
-        return self._tables_cache
-
-    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
-        # Tables loaded from a checkpoint may differ in size from the empty/default ones.
-        for name in ("scale_table", "_quantized_cdf", "_cdf_length", "_offset"):
-            key = prefix + name
-            if key in state_dict:
-                current = getattr(self, name)
-                setattr(self, name, torch.empty_like(current).resize_(state_dict[key].shape))
-        self._tables_cache = None
-        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     # -- symbols -----------------------------------------------------------------------
     def indexes(self, scales: torch.Tensor) -> torch.Tensor:
@@ -184,15 +172,6 @@ class GaussianCoder(nn.Module):
     def values(k: torch.Tensor, means: torch.Tensor) -> torch.Tensor:
         """Inverse of :meth:`symbols`: ``y = ceil(k + mu - 0.5)`` (float64)."""
         return torch.ceil(k.double() + means.double() - 0.5)
-
-    def _split_means(self, means: torch.Tensor, scales: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(n, table index)`` for ``J > 1``: ``n = floor(mu_q)`` (float64) and
-        ``i J + j`` with ``j = J (mu_q - n)`` (exact: ``J mu_q`` is an integer)."""
-        J = self.mean_steps
-        steps = torch.floor(means.double() * J + 0.5)  # J mu_q
-        n = torch.floor(steps / J)
-        j = (steps - n * J).to(torch.int32)
-        return n, self.indexes(scales).to(j.device) * J + j
 
     # -- the integer coding path ------------------------------------------------------
     def integer_offsets(self, scales: torch.Tensor, means: torch.Tensor, fraction_bits: int = 12):
@@ -246,49 +225,3 @@ class GaussianCoder(nn.Module):
                 "the input is far outside what the codec was trained on (scale it as at training time)"
             )
         return d.to(torch.int32)
-
-    def encode(self, y: torch.Tensor, means: torch.Tensor, scales: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
-        """Symbols and indexes (flattened int32 numpy) to append to a stream.
-
-        Raises ``ValueError`` rather than code what the decoder cannot rebuild: a symbol
-        that is not finite or not an int32, or a value that would not come back exactly
-        from the decoder's float64 arithmetic (huge magnitudes)."""
-        if self.mean_steps == 1:
-            d = torch.floor(y.double() - means.double() + 0.5)
-            idx = self.indexes(scales)
-        else:
-            n, idx = self._split_means(means, scales)
-            d = y.double() - n
-        if not bool(torch.isfinite(d).all()) or bool((d.abs() > 2**31 - 1).any()):
-            worst = float(d.abs().nan_to_num(nan=float("inf")).max())
-            raise ValueError(
-                f"a latent value minus its predicted mean is {worst:.3g}, outside the coder's int32 range: "
-                "the input is far outside what the codec was trained on (scale it as at training time)"
-            )
-        k = d.to(torch.int32)
-        back = self.values(k, means) if self.mean_steps == 1 else k.double() + n
-        if not torch.equal(back, y.double()):
-            raise ValueError(
-                "a latent value would not decode exactly (float64 rounding at this magnitude): the input is far "
-                "outside what the codec was trained on (scale it as at training time)"
-            )
-        return k.reshape(-1).cpu().numpy(), idx.reshape(-1).to(torch.int32).cpu().numpy()
-
-    def encode_stream(self, parts: list[tuple[np.ndarray, np.ndarray]], threads: int | None = 1) -> bytes:
-        """One stream from several ``(symbols, indexes)`` parts, in decode order."""
-        sym = np.concatenate([p[0] for p in parts]) if parts else np.zeros(0, np.int32)
-        idx = np.concatenate([p[1] for p in parts]) if parts else np.zeros(0, np.int32)
-        return encode(sym, idx, self.tables(), threads=threads)
-
-    def decoder(self, data: bytes) -> Decoder:
-        return Decoder(data, self.tables())
-
-    def decode_part(self, decoder: Decoder, means: torch.Tensor, scales: torch.Tensor) -> torch.Tensor:
-        """Decode the next ``means.numel()`` values; returns float64 shaped like ``means``."""
-        if self.mean_steps == 1:
-            idx = self.indexes(scales).to(torch.int32).cpu().numpy()
-            k = torch.from_numpy(decoder.decode(idx)).to(means.device)
-            return self.values(k, means)
-        n, idx = self._split_means(means, scales)
-        k = torch.from_numpy(decoder.decode(idx.to(torch.int32).cpu().numpy())).to(means.device)
-        return k.reshape(means.shape).double() + n

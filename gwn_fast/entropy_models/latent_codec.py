@@ -201,11 +201,9 @@ class GaussianLatentCodec(nn.Module):
         # Absolute offsets: row c codes the values _medians[c] + _offset[c] + s, so the
         # symbol of a value is the value itself.
         e_offsets = (eb._offset.detach().cpu().long() + eb._medians.detach().cpu().long()).to(torch.int32).numpy()
-        g_cdfs = gaussian.cdfs
-        width = max(g_cdfs.shape[1], e_cdfs.shape[1])
-        pad = lambda a: np.pad(a, ((0, 0), (0, width - a.shape[1])))  # noqa: E731  (ignored entries)
-        tables = CdfTables(
-            np.concatenate([pad(g_cdfs), pad(e_cdfs)]),
+        e_flat = np.concatenate([e_cdfs[c, :n] for c, n in enumerate(e_lengths.tolist())])
+        tables = CdfTables.from_flat(
+            np.concatenate([gaussian.cdf_data, e_flat]),
             np.concatenate([gaussian.cdf_lengths, e_lengths]),
             np.concatenate([gaussian.offsets, e_offsets]),
             precision=gaussian.precision,

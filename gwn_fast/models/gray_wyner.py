@@ -11,7 +11,7 @@ from compressai.models import CompressionModel
 from torch import nn
 
 from gwn_fast import functional as F
-from gwn_fast.coder import BitstreamError
+from gwn_fast.coder import DEFAULT_PRECISION, BitstreamError
 from gwn_fast.entropy_models import CONTEXTS, GaussianCoder, GaussianLatentCodec
 from gwn_fast.ops.reference import quantize_ref
 from gwn_fast.models.transforms import image_analysis, image_synthesis, light_analysis, light_synthesis, mlp_head
@@ -82,7 +82,10 @@ class GrayWynerCodec(CompressionModel):
             pass ``stride`` (the total downsampling) too.
         rate_grad: how the rate's gradient reaches the latents in training: ``"ste"`` (the
             paper), ``"smooth"`` or ``"noise"`` (see :func:`gwn_fast.functional.gaussian_likelihood`).
-        scale_table, precision: the Gaussian tables used for coding.
+        scale_table, precision: the Gaussian tables used for coding (default: 256
+            log-spaced scales in [0.11, 256] at 24 bits, within 0.01 % of the ideal
+            code length; CompressAI's 64 scales at 16 bits lose about 0.26 %). The tables
+            are rebuilt deterministically from these, never stored.
         mean_steps: ``J``: predicted means are quantized to multiples of ``1/J``
             (straight-through) and coded with ``J`` tables per scale, one per fraction of
             the mean, so the coded pmf of an integer latent is its exact bin mass under
@@ -124,7 +127,7 @@ class GrayWynerCodec(CompressionModel):
         stride: int | None = None,
         rate_grad: str = "ste",
         scale_table=None,
-        precision: int = 16,
+        precision: int = DEFAULT_PRECISION,
         head: str = "conv",
         head_hidden: int = 256,
         input_size: Sequence[int] | None = None,
