@@ -17,7 +17,7 @@ Fixed point (``FRACTION_BITS = 12``):
   ``2**53`` in every partial sum, and is brought back to activation units by
   ``floor((acc + 2**(f_o - 1)) / 2**f_o)``;
 - ``LeakyReLU(s)`` is ``floor(a * round(s * 2**16) / 2**16)`` on negatives; ``ELU`` a
-  lookup table of ``round(expm1(-k / 2**12) * 2**12)`` (stored in the state dict).
+  lookup table of ``round(expm1(-k / 2**12) * 2**12)`` (derived identically on every machine, see :func:`elu_table`).
 
 Every tensor of the integer path is an integer-valued float64 tensor whose partial sums
 are integers below ``2**53``: float64 adds and multiplies them exactly, so any BLAS,
@@ -179,6 +179,31 @@ class _IntegerSequential(nn.Module):
         return a
 
 
+_ELU_TABLE: torch.Tensor | None = None
+
+
+def elu_table() -> torch.Tensor:
+    """int32 ``[ELU_TABLE_SIZE]``: ``round(expm1(-k / 2**12) * 2**12)``, the same on every
+    machine: float64 ``expm1`` is within a few ulps everywhere, and entries whose value
+    lies within ``1e-6`` of a rounding tie (none does at this size) are recomputed
+    exactly with :mod:`decimal`, so no platform difference can change a rounding."""
+    global _ELU_TABLE
+    if _ELU_TABLE is None:
+        k = torch.arange(ELU_TABLE_SIZE, dtype=torch.float64)
+        v = torch.expm1(-k / ONE) * ONE
+        table = torch.round(v)
+        near_tie = ((v - torch.floor(v) - 0.5).abs() < 1e-6).nonzero().flatten().tolist()
+        if near_tie:
+            import decimal
+
+            ctx = decimal.Context(prec=40)
+            for i in near_tie:
+                exact = (ctx.exp(decimal.Decimal(-i) / int(ONE)) - 1) * int(ONE)
+                table[i] = float(exact.to_integral_value(rounding=decimal.ROUND_HALF_EVEN, context=ctx))
+        _ELU_TABLE = table.to(torch.int32)
+    return _ELU_TABLE
+
+
 def latent_activations(y: torch.Tensor) -> torch.Tensor:
     """Integer latents ``y`` (any float dtype, integer-valued) as activations: float64
     ``clamp(y, +-LATENT_LIMIT) * 2**12``."""
@@ -203,19 +228,22 @@ class IntegerEntropyParameters(nn.Module):
         self.ctx = IntegerConv2d(params.ctx) if params.ctx is not None else None
         self.head = _IntegerSequential(params.head) if params.head is not None else None
         self.register_buffer("prior", torch.zeros(2 * params.channels, dtype=torch.int64))
-        self.register_buffer("elu_table", torch.zeros(ELU_TABLE_SIZE, dtype=torch.int32))
+        # derived (elu_table()), not stored: 256 kB per latent otherwise
+        self.register_buffer("elu_table", elu_table().clone(), persistent=False)
         self.register_buffer("ready_flag", torch.zeros((), dtype=torch.uint8))
 
     @property
     def ready(self) -> bool:
         return bool(self.ready_flag)
 
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        state_dict.pop(prefix + "elu_table", None)  # stored by the first integer version
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
     @torch.no_grad()
     def quantize_from(self, params: LatentEntropyParameters) -> None:
         """Derive the integer network from ``params``' float weights (deterministic: the
         same weights give the same buffers on any machine)."""
-        k = torch.arange(ELU_TABLE_SIZE, dtype=torch.float64)
-        self.elu_table.copy_(torch.round(torch.expm1(-k / ONE) * ONE).to(torch.int32))
         if self.cond is not None:
             self.cond.quantize_from(params.cond)
         if self.ctx is not None:
