@@ -147,3 +147,49 @@ def test_more_than_two_to_the_31_elements():
     half = n // 2
     parts = F.gaussian_rate(y[:half], scales[:half]).double() + F.gaussian_rate(y[half:], scales[half:]).double()
     assert total.item() == pytest.approx(parts.item(), rel=1e-5)
+
+
+# -- issue 11: integer entropy parameters, exact across devices ------------------------------
+def _light_codec(context):
+    from gwn_fast import GrayWynerCodec
+
+    torch.manual_seed(0)
+    codec = GrayWynerCodec(3, (3, 3), latent_channels=16, transform="light", depth=2, hidden_channels=16, context=context)
+    codec.eval().update()
+    return codec
+
+
+@pytest.mark.parametrize("context", ["checkerboard", "autoregressive", "none"])
+def test_integer_entropy_parameters_are_identical_on_cpu_and_gpu(context):
+    codec = _light_codec(context)
+    g = torch.Generator().manual_seed(1)
+    y0 = torch.randint(-20, 21, (3, 8, 64, 64), generator=g).double()
+    y1 = torch.randint(-20, 21, (3, 8, 64, 64), generator=g).double()
+    cpu = codec.latent_codecs["y1"].integer(y1, y0)
+    gpu_codec = codec.to("cuda")
+    gpu = gpu_codec.latent_codecs["y1"].integer(y1.cuda(), y0.cuda())
+    for a, b in zip(cpu, gpu):
+        assert torch.equal(a, b.cpu())
+
+
+@pytest.mark.parametrize("context", ["checkerboard", "autoregressive"])
+def test_encode_on_one_device_decode_on_the_other(context):
+    from gwn_fast import GrayWynerCodec
+
+    cpu_codec = _light_codec(context)
+    gpu_codec = GrayWynerCodec.from_config(cpu_codec.config)
+    gpu_codec.load_state_dict(cpu_codec.state_dict())
+    gpu_codec = gpu_codec.eval().to("cuda")
+    gpu_codec.update()
+    size = 64 if context == "checkerboard" else 32
+    x = torch.rand(3, 3, size * 4, size * 4, generator=torch.Generator().manual_seed(2))
+    for enc_codec, dec_codec, xin in ((gpu_codec, cpu_codec, x.cuda()), (cpu_codec, gpu_codec, x)):
+        enc = enc_codec.compress(xin)
+        same = enc_codec.decompress(enc["strings"], enc["shape"])
+        other = dec_codec.decompress(enc["strings"], enc["shape"])
+        for name in same["latents"]:
+            assert torch.equal(same["latents"][name].cpu(), other["latents"][name].cpu())
+        # and the latents are those the encoder computed
+        ref = enc_codec(xin)["latents"]
+        for name in ref:
+            assert torch.equal(ref[name].cpu(), other["latents"][name].cpu())
