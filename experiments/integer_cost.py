@@ -26,7 +26,7 @@ from gwn_fast.evaluate import evaluate
 from gwn_fast.experiment import run
 from gwn_fast.recipes import make_datasets, task_kinds
 
-ROOT = Path(__file__).resolve().parent / "runs" / "integer_cost"
+ROOT = Path(os.environ.get("GWN_IC_ROOT", Path(__file__).resolve().parent / "runs" / "integer_cost"))
 RESULTS = Path(__file__).resolve().parent / "results" / "integer_cost.jsonl"
 torch.set_num_threads(int(os.environ.get("GWN_THREADS", "1")))
 

@@ -134,6 +134,18 @@ def coded_bits(codec, y, means, scales):
     return bin_bits(y.double() - codec.gaussian.quantize_means(means).double(), scales.double())
 
 
+def training_bits(codec, y, means, scales):
+    """Bits the codec trains on: with ``mean_steps = J > 1`` the expected coded cost when
+    the mean is rounded down or up to the 1/J grid with probabilities ``(1 - t, t)``,
+    ``t = frac(J mu)``; with ``J = 1`` the coded cost."""
+    J = codec.gaussian.mean_steps
+    if J == 1:
+        return coded_bits(codec, y, means, scales)
+    low = torch.floor(means.double() * J)
+    t = means.double() * J - low
+    return (1 - t) * coded_bits(codec, y, low / J, scales) + t * coded_bits(codec, y, (low + 1) / J, scales)
+
+
 def y0_prior(codec):
     """(scales, quantized means) of Y0's per-channel prior (context "none"), ``[1, Cb, 1, 1]`` each."""
     scales, means = codec.entropy_parameters["y0"].prior.detach().chunk(2, 1)
@@ -213,9 +225,13 @@ def test_smooth_gradient_of_private_latents_through_the_conditional_model():
     out["bits"]["y1"].sum().backward()
     with torch.no_grad():
         scales, means = ep(out["latents"]["y1"], out["latents"]["y0"])
-        means = codec.gaussian.quantize_means(means)
+    # training with mean_steps J: the expected rate over the two grid means around mu
+    J = codec.gaussian.mean_steps
+    low = torch.floor(means * J)
+    t = means * J - low
     u1 = h1[0, 2:]
-    expected = continuous_rate_grad(u1, means[0], scales[0].clamp_min(0.11))
+    s = scales[0].clamp_min(0.11)
+    expected = (1 - t[0]) * continuous_rate_grad(u1, low[0] / J, s) + t[0] * continuous_rate_grad(u1, (low[0] + 1) / J, s)
     got = codec.analysis[0].value.grad[0, 2:]
     # Non-anchors feed no context: their gradient is the direct term alone.
     rest = ~checkerboard_anchor_mask(2, 2, dtype=torch.bool)[0, 0].expand_as(u1)
@@ -226,7 +242,7 @@ def test_smooth_gradient_of_private_latents_through_the_conditional_model():
 def test_noise_mode_takes_the_rate_at_the_continuous_latent_plus_noise():
     h1, h2 = _candidates()
     codec = fixed_codec(h1, h2, rate_grad="noise", architecture="joint")
-    _set_prior(codec, 0.7, 0.2)
+    _set_prior(codec, 0.7, 0.25)  # on the 1/8 grid of the coded means
     torch.manual_seed(11)
     out = codec(torch.zeros(1, 1, 2, 2, dtype=torch.float64))
     torch.manual_seed(11)
@@ -345,10 +361,11 @@ def test_smooth_gradient_reaches_every_architectures_unrounded_latents(architect
     for module in codec.analysis:
         grad = module.value.grad
         assert grad is not None and bool((grad.abs() > 1e-6).all()), (architecture, grad)
-    # The value is the coded cost of the rounded latents.
+    # The value is the (expected, over the mean's two grid neighbours) coded cost of the
+    # rounded latents.
     for name, y in out["latents"].items():
         scales, means = codec.entropy_parameters[name](y, out["latents"].get("y0") if codec.entropy_parameters[name].cond is not None else None)
-        expected = coded_bits(codec, y, means, scales.clamp_min(0.11)).sum()
+        expected = training_bits(codec, y, means, scales.clamp_min(0.11)).sum()
         torch.testing.assert_close(out["bits"][name].sum(), expected, rtol=1e-6, atol=1e-6)
 
 
@@ -371,3 +388,28 @@ def test_training_step_under_bfloat16_autocast_is_finite(rate_grad):
     terms["loss"].backward()
     grads = [p.grad for p in codec.parameters() if p.grad is not None]
     assert grads and all(bool(torch.isfinite(g).all()) for g in grads)
+
+
+def test_mean_steps_training_rate_is_the_expected_rate_over_the_two_grid_means():
+    """With mean_steps J, training takes (1 - t) bits(mu_below) + t bits(mu_above),
+    t = frac(J mu): smooth in mu, its gradient J (bits_above - bits_below) moves mu toward
+    the better grid mean (a straight-through rounding would park mu on the boundary,
+    where the integer coding path rounds it either way). Eval mode: the coded cost."""
+    from gwn_fast.entropy_models import GaussianLatentCodec
+
+    lc = GaussianLatentCodec(1, context="none", mean_steps=8).double().train()
+    with torch.no_grad():
+        lc.entropy_parameters.prior.copy_(torch.tensor([0.6, 0.30], dtype=torch.float64).view(1, 2, 1, 1))
+    y = torch.tensor([0.0, 0.0, 1.0, 0.0, -1.0], dtype=torch.float64).view(1, 1, 1, 5)
+    bits, _ = lc(y)
+    s = torch.tensor(0.6, dtype=torch.float64)
+    below, above = bin_bits(y - 0.25, s).sum(), bin_bits(y - 0.375, s).sum()
+    t = 0.30 * 8 - 2
+    torch.testing.assert_close(bits.sum(), (1 - t) * below + t * above, rtol=1e-9, atol=1e-9)
+    bits.sum().backward()
+    grad_mean = lc.entropy_parameters.prior.grad[0, 1, 0, 0]
+    torch.testing.assert_close(grad_mean, 8 * (above - below), rtol=1e-9, atol=1e-9)
+    lc.eval()
+    with torch.no_grad():
+        hard, _ = lc(y)
+    torch.testing.assert_close(hard.sum(), below, rtol=1e-9, atol=1e-9)  # 0.30 rounds to 0.25

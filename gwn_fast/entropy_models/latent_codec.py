@@ -140,16 +140,38 @@ class GaussianLatentCodec(nn.Module):
             lik = prior.likelihood(y, latent=u, rate_grad=rate_grad)
             return -torch.log2(lik).flatten(1).sum(1), lambda: lik
         scales, means = self.entropy_parameters(y, cond)
-        means = self.coder.quantize_means(means)
         kw = {"rate_grad": rate_grad, "latent": u, "round_residual": self.coder.round_residual}
+        if self.training and self.coder.mean_steps > 1:
+            # The expected rate when the mean is rounded down or up to the 1/J grid with
+            # probabilities (1 - t, t), t = frac(J mu): a real rate (of a code that draws
+            # the rounding), smooth in mu, and its gradient moves mu toward the better grid
+            # point. A straight-through rounding instead parks mu on the boundary between
+            # two grid points (its gradient points at the boundary from both sides), where
+            # the integer coding path, 2**-12 away, rounds it either way at random.
+            gaussian = torch.exp2(-self._mean_step_bits(y, scales, means, kw))
+        else:
+            means = self.coder.quantize_means(means)
+            if prior is None:
+                bits = F.gaussian_rate(y, scales, means, reduction="batch", **kw)
+                return bits, lambda: F.gaussian_likelihood(y, scales, means, **kw)
+            gaussian = F.gaussian_likelihood(y, scales, means, **kw)
         if prior is None:
-            bits = F.gaussian_rate(y, scales, means, reduction="batch", **kw)
-            return bits, lambda: F.gaussian_likelihood(y, scales, means, **kw)
+            return -torch.log2(gaussian).flatten(1).sum(1), lambda: gaussian
         # checkerboard: the anchors (first pass) on the bottleneck, the rest Gaussian
-        gaussian = F.gaussian_likelihood(y, scales, means, **kw)
         anchor = checkerboard_anchor_mask(y.shape[2], y.shape[3], y.device, torch.bool)
         lik = torch.where(anchor, prior.likelihood(y, latent=u, rate_grad=rate_grad).to(gaussian.dtype), gaussian)
         return -torch.log2(lik).flatten(1).sum(1), lambda: lik
+
+    def _mean_step_bits(self, y, scales, means, kw) -> torch.Tensor:
+        """Per element: ``(1 - t) bits(floor(J mu) / J) + t bits(floor(J mu) / J + 1/J)``
+        with ``t = J mu - floor(J mu)`` (its gradient reaches ``mu`` through ``t``)."""
+        J = self.coder.mean_steps
+        scaled = means * J
+        low = torch.floor(scaled.detach())
+        t = scaled - low
+        below = -torch.log2(F.gaussian_likelihood(y, scales, low / J, **kw))
+        above = -torch.log2(F.gaussian_likelihood(y, scales, (low + 1) / J, **kw))
+        return below + t * (above - below)
 
     # -- tables ------------------------------------------------------------------------
     def update(self, force: bool = False, update_quantiles: bool = False) -> bool:

@@ -89,7 +89,11 @@ class GrayWynerCodec(CompressionModel):
         mean_steps: ``J``: predicted means are quantized to multiples of ``1/J``
             (straight-through) and coded with ``J`` tables per scale, one per fraction of
             the mean, so the coded pmf of an integer latent is its exact bin mass under
-            ``N(mean, scale)``, the likelihood ``forward`` trains on (see
+            ``N(mean, scale)``, the likelihood ``forward`` gives in eval mode. In training
+            the rate is the expected one when the mean is rounded down or up with
+            probabilities ``(1 - t, t)``, ``t = frac(J mean)``: smooth in the mean, so
+            means settle on grid points, not on the rounding boundaries the integer
+            coding path could round either way (see
             :mod:`gwn_fast.entropy_models.gaussian`). ``1``: CompressAI's layout (one
             zero-mean table per scale, the residual binned; a binary element then costs
             about 1.5 bits instead of 1). Tables grow ``J``-fold.
