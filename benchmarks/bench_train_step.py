@@ -17,7 +17,8 @@ Models (untrained; a step's cost hardly depends on training):
 Providers, each with its own copy of the same initial weights and its own Adam:
 
 - ``fused``: the library as users train it: ``out["bits"]`` from the fused
-  ``gaussian_rate`` and the fused ``match_merge`` (on the CPU their ``torch.library`` CPU
+  ``gaussian_rate`` (with ``mean_steps`` > 1 in training, two likelihood passes: the
+  expected rate over the mean's two grid neighbours) and the fused ``match_merge`` (on the CPU their ``torch.library`` CPU
   kernels, i.e. the blocked references; on CUDA the Triton kernels).
 - ``composed`` (the anchor): the same model, the same networks and mean quantization, but
   each latent's rate is ``-log2`` of a likelihood composed eagerly from CompressAI's own
@@ -103,20 +104,30 @@ def _composed_likelihood(gc, y, scales, means, *, rate_grad, latent, round_resid
     return exact * torch.exp(log_continuous - log_continuous.detach())
 
 
-def _composed_rate(codec, gc):
-    """A replacement for ``codec._rate`` (Gaussian Y0 prior only): the same entropy
-    parameters and quantized means, the rate summed from the composed likelihood."""
+def _composed_forward(lc, gc):
+    """A replacement for one latent codec's ``forward`` (Gaussian prior only): the same
+    entropy parameters and the same rate (with ``mean_steps`` J > 1 in training, the
+    expected rate over the mean's two grid neighbours), from the composed likelihood."""
 
-    def rate(name, y, u, y0, rate_grad):
-        ep = codec.entropy_parameters[name]
-        scales, means = ep(y, y0 if ep.cond is not None else None)
-        means = codec.gaussian.quantize_means(means)
-        lik = _composed_likelihood(
-            gc, y, scales, means, rate_grad=rate_grad, latent=u, round_residual=codec.gaussian.round_residual
-        )
-        return -torch.log2(lik).flatten(1).sum(1), lambda: lik
+    def forward(y, latent=None, cond=None, rate_grad="ste"):
+        ep = lc.entropy_parameters
+        scales, means = ep(y, cond if ep.cond is not None else None)
+        kw = {"rate_grad": rate_grad, "latent": latent if rate_grad != "ste" else None}
+        J = lc.coder.mean_steps
+        if lc.training and J > 1:
+            scaled = means * J
+            low = torch.floor(scaled.detach())
+            t = scaled - low
+            below = -torch.log2(_composed_likelihood(gc, y, scales, low / J, round_residual=False, **kw))
+            above = -torch.log2(_composed_likelihood(gc, y, scales, (low + 1) / J, round_residual=False, **kw))
+            bits = below + t * (above - below)
+        else:
+            means = lc.coder.quantize_means(means)
+            lik = _composed_likelihood(gc, y, scales, means, round_residual=lc.coder.round_residual, **kw)
+            bits = -torch.log2(lik)
+        return bits.flatten(1).sum(1), lambda: torch.exp2(-bits)
 
-    return rate
+    return forward
 
 
 @contextlib.contextmanager
@@ -154,7 +165,8 @@ def _steppers(model, device):
     for provider in PROVIDERS:
         net = copy.deepcopy(codec)
         if provider == "composed":
-            net._rate = _composed_rate(net, gc)  # an instance attribute: this copy only
+            for lc in net.latent_codecs.values():
+                lc.forward = _composed_forward(lc, gc)  # an instance attribute: this copy only
         optimizer = torch.optim.Adam(net.parameters(), lr=1e-4)
         merge = _composed_merge if provider == "composed" else contextlib.nullcontext
 
