@@ -44,14 +44,18 @@ int bucket_bits(int32_t len, int extra, int precision) {
 
 }  // namespace
 
-TableSet::TableSet(const int32_t* cdfs, int num_tables, int row_length,
-                   const int32_t* lengths, const int32_t* offsets, int precision)
-    : precision_(precision) {
+void check_precision(int precision) {
   if (precision < kMinPrecision || precision > kMaxPrecision) {
     throw ArgumentError("precision must be in [" + std::to_string(kMinPrecision) + ", " +
                         std::to_string(kMaxPrecision) + "], got " +
                         std::to_string(precision));
   }
+}
+
+TableSet::TableSet(const int32_t* cdfs, int num_tables, int row_length,
+                   const int32_t* lengths, const int32_t* offsets, int precision)
+    : precision_(precision) {
+  check_precision(precision);
   if (num_tables < 1) throw ArgumentError("cdfs must hold at least one table, got 0 rows");
   if (row_length < 2) {
     throw ArgumentError("cdfs rows must have at least 2 entries, got " +
@@ -72,11 +76,7 @@ TableSet::TableSet(const int32_t* cdfs, int num_tables, int row_length,
 TableSet::TableSet(const int32_t* data, size_t data_size, int num_tables,
                    const int32_t* lengths, const int32_t* offsets, int precision)
     : precision_(precision) {
-  if (precision < kMinPrecision || precision > kMaxPrecision) {
-    throw ArgumentError("precision must be in [" + std::to_string(kMinPrecision) + ", " +
-                        std::to_string(kMaxPrecision) + "], got " +
-                        std::to_string(precision));
-  }
+  check_precision(precision);
   if (num_tables < 1) throw ArgumentError("cdf_lengths must hold at least one table, got 0");
   // A valid row is strictly increasing from 0 to 1 << precision.
   const int64_t max_len = (int64_t{1} << precision) + 1;

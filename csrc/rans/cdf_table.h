@@ -18,6 +18,9 @@ namespace gwn {
 constexpr int kMinPrecision = 1;
 constexpr int kMaxPrecision = 24;
 
+// Throws ArgumentError unless kMinPrecision <= precision <= kMaxPrecision.
+void check_precision(int precision);
+
 class TableSet {
  public:
   // cdfs: row-major [num_tables, row_length]; lengths, offsets: [num_tables].

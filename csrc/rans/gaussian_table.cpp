@@ -140,11 +140,7 @@ void zero_mean_row(double s, int64_t m, std::vector<double>& pmf) {
 
 void build_gaussian_tables_flat(const double* scales, int num_scales, int precision,
                                 double tail_mass, int mean_steps, FlatTables& out) {
-  if (precision < kMinPrecision || precision > kMaxPrecision) {
-    throw ArgumentError("precision must be in [" + std::to_string(kMinPrecision) + ", " +
-                        std::to_string(kMaxPrecision) + "], got " +
-                        std::to_string(precision));
-  }
+  check_precision(precision);
   if (num_scales < 1) throw ArgumentError("scale_table must hold at least one scale");
   if (!(tail_mass > 0.0 && tail_mass < 0.5)) {
     throw ArgumentError("tail_mass must be in (0, 0.5), got " + std::to_string(tail_mass));

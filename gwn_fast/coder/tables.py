@@ -28,20 +28,22 @@ DEFAULT_SCALE_COUNT: int = 256
 DEFAULT_PRECISION: int = 24
 
 
+def _check_int(name: str, value, high: int, not_int_error: type[Exception]) -> int:
+    """``value`` as an int in ``[1, high]``; ``not_int_error`` for a non-integer (bools
+    included), ``ValueError`` outside the range, each naming ``name``."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise not_int_error(f"{name} must be an int in [1, {high}], got {value!r}")
+    if not 1 <= value <= high:
+        raise ValueError(f"{name} must be in [1, {high}], got {value}")
+    return int(value)
+
+
 def _check_precision(precision) -> int:
-    if isinstance(precision, bool) or not isinstance(precision, (int, np.integer)):
-        raise TypeError(f"precision must be an int, got {precision!r}")
-    if not 1 <= precision <= MAX_PRECISION:
-        raise ValueError(f"precision must be in [1, {MAX_PRECISION}], got {precision}")
-    return int(precision)
+    return _check_int("precision", precision, MAX_PRECISION, TypeError)
 
 
 def _check_mean_steps(mean_steps) -> int:
-    if isinstance(mean_steps, bool) or not isinstance(mean_steps, (int, np.integer)):
-        raise ValueError(f"mean_steps must be an int in [1, {MAX_MEAN_STEPS}], got {mean_steps!r}")
-    if not 1 <= mean_steps <= MAX_MEAN_STEPS:
-        raise ValueError(f"mean_steps must be in [1, {MAX_MEAN_STEPS}], got {mean_steps}")
-    return int(mean_steps)
+    return _check_int("mean_steps", mean_steps, MAX_MEAN_STEPS, ValueError)
 
 
 def log_scale_table(num: int = None, low: float = 0.11, high: float = 256.0) -> np.ndarray:

@@ -27,12 +27,12 @@ Two layouts, chosen by ``mean_steps`` (``J``):
 
 from __future__ import annotations
 
-import numpy as np
 import torch
 from torch import nn
 
 from gwn_fast import functional as F
 from gwn_fast.coder import DEFAULT_PRECISION, DEFAULT_SCALE_COUNT, CdfTables, build_indexes, log_scale_table
+from gwn_fast.coder.tables import _check_mean_steps, _check_precision
 
 __all__ = ["GaussianCoder", "default_scale_table"]
 
@@ -65,15 +65,11 @@ class GaussianCoder(nn.Module):
 
     def __init__(self, scale_table=None, precision: int = DEFAULT_PRECISION, tail_mass: float = 1e-9, mean_steps: int = 1):
         super().__init__()
-        if isinstance(mean_steps, bool) or not isinstance(mean_steps, int) or not 1 <= mean_steps <= 64:
-            raise ValueError(f"mean_steps must be an int in [1, 64], got {mean_steps!r}")
-        self.mean_steps = mean_steps
+        self.mean_steps = _check_mean_steps(mean_steps)
         table = default_scale_table() if scale_table is None else torch.as_tensor(scale_table, dtype=torch.float64)
         if table.ndim != 1 or table.numel() == 0 or not bool((table > 0).all()) or not bool((table[1:] > table[:-1]).all()):
             raise ValueError("scale_table must be a non-empty, strictly increasing 1-D list of positive scales")
-        if isinstance(precision, bool) or not isinstance(precision, int) or not 1 <= precision <= 24:
-            raise ValueError(f"precision must be an int in [1, 24], got {precision!r}")
-        self.precision = int(precision)
+        self.precision = _check_precision(precision)
         self.tail_mass = float(tail_mass)
         self.register_buffer("scale_table", table.clone())
         self.register_buffer("tables_built", torch.zeros((), dtype=torch.uint8))
@@ -84,31 +80,34 @@ class GaussianCoder(nn.Module):
     def ready(self) -> bool:
         return bool(self.tables_built)
 
+    def _current_tables(self, force: bool = False) -> bool:
+        """Build the tables unless the cached ones match the scale table and settings (or
+        ``force``). Returns whether it built them."""
+        t = self.scale_table
+        key = (t.data_ptr(), t._version, self.precision, self.tail_mass, self.mean_steps)
+        if not force and self._tables_cache is not None and self._tables_cache[0] == key:
+            return False
+        self._tables_cache = (key, self._build())
+        return True
+
     def _build(self) -> CdfTables:
         return CdfTables.from_gaussian(
             self.scale_table.detach().cpu().numpy(), precision=self.precision, tail_mass=self.tail_mass,
             mean_steps=self.mean_steps,
         )
 
-    def _key(self) -> tuple:
-        t = self.scale_table
-        return (t.data_ptr(), t._version, self.precision, self.tail_mass, self.mean_steps)
-
     def update(self, force: bool = False) -> bool:
-        """Build the tables (deterministically) if missing or ``force``. Returns whether it did."""
-        if self.ready and not force and self._tables_cache is not None and self._tables_cache[0] == self._key():
-            return False
-        self._tables_cache = (self._key(), self._build())
+        """Build the tables (deterministically) if missing, stale or ``force``. Returns whether it did."""
+        built = self._current_tables(force=force or not self.ready)
         self.tables_built.fill_(1)
-        return True
+        return built
 
     def tables(self) -> CdfTables:
         """The coder's tables (built at :meth:`update`, or on first use after loading a
         state dict whose tables were built; rebuilt if the scale table changed)."""
         if not self.ready:
             raise RuntimeError("the entropy model has no CDF tables yet: call codec.update() before compress()/decompress()")
-        if self._tables_cache is None or self._tables_cache[0] != self._key():
-            self._tables_cache = (self._key(), self._build())
+        self._current_tables()
         return self._tables_cache[1]
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):

@@ -101,17 +101,18 @@ class GaussianLatentCodec(nn.Module):
     def _weights_key(self) -> tuple:
         return tuple((t.data_ptr(), t._version) for t in self.entropy_parameters.parameters())
 
-    def sync_integer(self) -> bool:
-        """Derive the integer entropy parameters again if the float weights changed since
-        they were derived (an optimiser step, or a load without integer buffers). Returns
-        whether they were re-derived. Buffers restored by ``load_state_dict`` together
-        with their float weights are kept as they are."""
+    def sync_integer(self, force: bool = False) -> bool:
+        """Derive the integer entropy parameters again if ``force`` or the float weights
+        changed since they were derived (an optimiser step, or a load without integer
+        buffers). Returns whether the integer buffers changed. Buffers restored by
+        ``load_state_dict`` together with their float weights are kept as they are."""
         key = self._weights_key()
-        if self.integer.ready and self._integer_source == key:
+        if not force and self.integer.ready and self._integer_source == key:
             return False
+        before = {k: v.clone() for k, v in self.integer.state_dict().items()}
         self.integer.quantize_from(self.entropy_parameters)
         self._integer_source = key
-        return True
+        return any(not torch.equal(v, self.integer.state_dict()[k]) for k, v in before.items())
 
     @property
     def coder(self) -> GaussianCoder:
@@ -148,15 +149,16 @@ class GaussianLatentCodec(nn.Module):
             # point. A straight-through rounding instead parks mu on the boundary between
             # two grid points (its gradient points at the boundary from both sides), where
             # the integer coding path, 2**-12 away, rounds it either way at random.
-            gaussian = torch.exp2(-self._mean_step_bits(y, scales, means, kw))
+            bits = self._mean_step_bits(y, scales, means, kw)
+            if prior is None:
+                return bits.flatten(1).sum(1), lambda: torch.exp2(-bits)
+            gaussian = torch.exp2(-bits)
         else:
             means = self.coder.quantize_means(means)
             if prior is None:
                 bits = F.gaussian_rate(y, scales, means, reduction="batch", **kw)
                 return bits, lambda: F.gaussian_likelihood(y, scales, means, **kw)
             gaussian = F.gaussian_likelihood(y, scales, means, **kw)
-        if prior is None:
-            return -torch.log2(gaussian).flatten(1).sum(1), lambda: gaussian
         # checkerboard: the anchors (first pass) on the bottleneck, the rest Gaussian
         anchor = checkerboard_anchor_mask(y.shape[2], y.shape[3], y.device, torch.bool)
         lik = torch.where(anchor, prior.likelihood(y, latent=u, rate_grad=rate_grad).to(gaussian.dtype), gaussian)
@@ -184,10 +186,7 @@ class GaussianLatentCodec(nn.Module):
             changed |= self.gaussian.update(force=force)
         if self.bottleneck is not None:
             changed |= bool(self.bottleneck.update(force=force, update_quantiles=update_quantiles))
-        before = {k: v.clone() for k, v in self.integer.state_dict().items()}
-        self.integer.quantize_from(self.entropy_parameters)
-        self._integer_source = self._weights_key()
-        return changed or any(not torch.equal(v, self.integer.state_dict()[k]) for k, v in before.items())
+        return self.sync_integer(force=True) or changed
 
     def check_ready(self) -> None:
         """Raise ``RuntimeError`` naming the fix if ``update()`` was not called."""

@@ -18,10 +18,8 @@ import hashlib
 import json
 from pathlib import Path
 
-import numpy as np
 import torch
 
-import gwn_fast
 from gwn_fast import GrayWynerCodec, GrayWynerLoss, container
 from gwn_fast.train import save_checkpoint
 
