@@ -40,13 +40,17 @@ def main() -> None:
     p.add_argument("--hidden-channels", type=int, default=None)
     p.add_argument("--max-shift", type=int, default=None)
     p.add_argument("--task-weights", type=float, nargs=2, default=None)
+    p.add_argument("--architecture", default="shared")
+    p.add_argument("--align-weight", type=float, default=None)
+    p.add_argument("--y0-prior", default=None)
     p.add_argument("--tag", default="")
     p.add_argument("--out", required=True)
     args = p.parse_args()
     torch.set_num_threads(1)
     warmup = None if args.no_warmup else (tuple(args.warmup) if args.warmup else "recipe")
     options = {k: v for k, v in (("latent_channels", args.latent_channels), ("common_channels", args.common_channels),
-                                              ("hidden_channels", args.hidden_channels))
+                                              ("hidden_channels", args.hidden_channels),
+                                              ("y0_prior", args.y0_prior))
                if v is not None}
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -57,10 +61,12 @@ def main() -> None:
                 r = run("digits", setting=setting, beta=beta, seed=seed, epochs=args.epochs, context=args.context,
                         rate_grad=args.rate_grad, alpha=args.alpha, beta_warmup=warmup, progress=False,
                         codec_options=options, max_shift=args.max_shift,
-                        task_weights=tuple(args.task_weights) if args.task_weights else None)
+                        task_weights=tuple(args.task_weights) if args.task_weights else None,
+                        architecture=args.architecture, align_weight=args.align_weight)
                 row = {"tag": args.tag, "setting": setting, "beta": beta, "seed": seed, "context": r["context"],
                        "rate_grad": r["rate_grad"], "alpha": r["alpha"], "epochs": r["epochs"],
                        "beta_warmup": r["beta_warmup"], "max_shift": args.max_shift, "task_weights": args.task_weights,
+                       "architecture": args.architecture, "align_weight": r["align_weight"],
                        **options, **{k: round(float(r[k]), 4) for k in KEYS if k in r}}
                 print(json.dumps(row), flush=True)
                 with open(out, "a") as f:

@@ -82,6 +82,7 @@ def run(
     codec_options: dict | None = None,
     max_shift: int | None = None,
     task_weights: tuple[float, float] | None = None,
+    align_weight: float | None = None,
 ) -> dict:
     """Train a recipe's codec and evaluate it on the test set with real bitstreams.
 
@@ -89,7 +90,7 @@ def run(
     ``beta_warmup`` (``(start, fraction)``: beta ramps linearly from ``start`` to ``beta``
     over that fraction of the epochs; ``None``: no ramp), ``max_shift`` (training images
     moved by up to that many pixels) and ``task_weights`` (the two distortions' weights
-    relative to ``1/alpha``) default to the recipe's (:data:`gwn_fast.recipes.TRAINING`).
+    relative to ``1/alpha``) and ``align_weight`` (the alignment's, likewise) default to the recipe's (:data:`gwn_fast.recipes.TRAINING`).
 
     Returns the evaluation (see :func:`gwn_fast.evaluate.evaluate`) merged with the run's
     settings and ``train_s``; with ``out_dir`` also writes the files named in the module
@@ -113,6 +114,7 @@ def run(
     alpha = defaults["alpha"] if alpha is None else alpha
     max_shift = defaults["max_shift"] if max_shift is None else max_shift
     task_weights = tuple(defaults["task_weights"] if task_weights is None else task_weights)
+    align_weight = defaults.get("align_weight", 1.0) if align_weight is None else float(align_weight)
     if not (isinstance(epochs, int) and epochs >= 1):
         raise ValueError(f"epochs must be a positive integer, got {epochs!r}")
     if not batch_size >= 1:
@@ -121,7 +123,7 @@ def run(
     recipe = _recipe(dataset, setting, seed, size, train_samples, architecture, context, rate_grad, beta, alpha)
     recipe.update(
         epochs=epochs, batch_size=batch_size, lr=lr, beta_warmup=beta_warmup, max_shift=max_shift,
-        task_weights=list(task_weights),
+        task_weights=list(task_weights), align_weight=align_weight,
     )
     train_set, _ = recipes.make_datasets(
         dataset, setting=setting, seed=seed, size=size, train_samples=train_samples, resample=defaults["resample"],
@@ -130,7 +132,7 @@ def run(
     codec = recipes.make_codec(
         dataset, architecture=architecture, context=context, rate_grad=rate_grad, size=size, **(codec_options or {})
     )
-    loss = recipes.make_loss(dataset, beta=beta, alpha=alpha, task_weights=task_weights)
+    loss = recipes.make_loss(dataset, beta=beta, alpha=alpha, task_weights=task_weights, align_weight=align_weight)
     sampler = None
     if distributed:
         sampler = torch.utils.data.distributed.DistributedSampler(train_set, shuffle=True, seed=seed)

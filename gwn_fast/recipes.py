@@ -156,10 +156,12 @@ def make_codec(
 
 
 def make_loss(
-    dataset: str, *, beta: float = 1.0, alpha: float | None = None, task_weights: tuple[float, float] = (1.0, 1.0)
+    dataset: str, *, beta: float = 1.0, alpha: float | None = None, task_weights: tuple[float, float] = (1.0, 1.0),
+    align_weight: float = 1.0,
 ) -> GrayWynerLoss:
     """The loss ``alpha*(beta R0 + R1 + R2) + D1 + D2 + align`` (the paper's weighting),
-    written as :class:`GrayWynerLoss` with ``lmbda = align_weight = 1/alpha``.
+    written as :class:`GrayWynerLoss` with ``lmbda = 1/alpha`` (times ``task_weights``)
+    and the alignment at ``align_weight/alpha``.
 
     Default ``alpha``: ``TRAINING[dataset]["alpha"]`` (digits: 0.3 per bit per image;
     synthetic 0.02 and stereo 0.01 per bit per pixel).
@@ -169,8 +171,10 @@ def make_loss(
         alpha = TRAINING[dataset]["alpha"]
     if not alpha > 0:
         raise ValueError(f"alpha must be positive, got {alpha}")
+    if not align_weight >= 0:
+        raise ValueError(f"align_weight must be >= 0, got {align_weight}")
     w = 1.0 / alpha
     lmbda = (w * task_weights[0], w * task_weights[1])
     if dataset == "digits":
-        return GrayWynerLoss(beta=beta, lmbda=lmbda, distortion=("cross_entropy", "cross_entropy"), align_weight=w, rate_unit="sample")
-    return GrayWynerLoss(beta=beta, lmbda=lmbda, distortion=("mse", "mse"), align_weight=w)
+        return GrayWynerLoss(beta=beta, lmbda=lmbda, distortion=("cross_entropy", "cross_entropy"), align_weight=w * align_weight, rate_unit="sample")
+    return GrayWynerLoss(beta=beta, lmbda=lmbda, distortion=("mse", "mse"), align_weight=w * align_weight)

@@ -151,6 +151,48 @@ def test_latent_codec_alone_round_trips_a_batch():
     assert bits.shape == (3,) and lik().shape == y0.shape
 
 
+@pytest.mark.parametrize("context", ["none", "checkerboard", "autoregressive"])
+def test_positional_prior_gives_border_elements_their_own_gaussian_and_round_trips(context):
+    torch.manual_seed(0)
+    lc = GaussianLatentCodec(3, context=context, prior="positional").eval()
+    _randomize(lc.entropy_parameters, 3, scale=0.3)
+    lc.update()
+    # Without context the parameters depend on the position only: on a 2x2 grid every
+    # element differs from the others (the plane's zero padding differs), on a 9x9 grid the
+    # interior (three or more from the border) shares one per channel.
+    if context == "none":
+        scales, means = lc.entropy_parameters(torch.zeros(2, 3, 2, 2), torch.ones(2, 1, 2, 2))
+        flat = means[0].flatten(1)
+        assert all(not torch.allclose(flat[:, a], flat[:, b]) for a in range(4) for b in range(a))
+        _, means = lc.entropy_parameters(torch.zeros(1, 3, 9, 9), torch.ones(1, 1, 9, 9))
+        inner = means[0, :, 3:6, 3:6].flatten(1)
+        assert torch.allclose(inner, inner[:, :1].expand_as(inner))
+        assert not torch.allclose(means[0, :, 0, 0], means[0, :, 4, 4])
+    g = torch.Generator().manual_seed(1)
+    y = torch.randint(-3, 4, (2, 3, 4, 5), generator=g).float()
+    for single in (False, True):
+        s = lc.compress(y, single_stream=single)
+        d = lc.decompress(lc.open_streams(s, (4, 5), 2, single, "y0", 1 << 30), (4, 5), 2, single_stream=single)
+        assert torch.equal(d, y.double())
+    bits, _ = lc(y)
+    assert bits.shape == (2,) and torch.isfinite(bits).all()
+    with pytest.raises(ValueError, match="positional"):
+        GaussianLatentCodec(3, cond_channels=2, prior="positional")
+
+
+def test_codec_with_positional_y0_prior_decodes_what_forward_scores():
+    codec = light(y0_prior="positional", context="none")
+    _randomize(codec.latent_codecs["y0"].entropy_parameters, 5, scale=0.2)
+    codec.update(force=True)
+    x = torch.rand(2, 3, 8, 12, generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        enc = codec.compress(x, x)
+        dec = codec.decompress(enc["strings"], enc["shape"])
+        ref = codec(x, x)["latents"]
+    for k, v in ref.items():
+        assert torch.equal(dec["latents"][k].float(), v.float())
+
+
 _DECODE_ALONE = textwrap.dedent(
     """
     import io, sys, pickle, torch

@@ -41,7 +41,7 @@ from gwn_fast.entropy_models.parameters import CONTEXTS, LatentEntropyParameters
 
 __all__ = ["PRIORS", "GaussianLatentCodec"]
 
-PRIORS = ("gaussian", "bottleneck")
+PRIORS = ("gaussian", "positional", "bottleneck")
 
 
 class GaussianLatentCodec(nn.Module):
@@ -54,8 +54,13 @@ class GaussianLatentCodec(nn.Module):
         coder: a :class:`GaussianCoder` shared with other latent codecs (its owner
             registers and updates it); ``None``: this codec owns one (64 log-spaced
             scales, 16 bits, ``mean_steps`` as given).
-        prior: ``"gaussian"`` or ``"bottleneck"``: the model of the elements that see no
-            context (every element with ``context="none"``, the checkerboard's anchors).
+        prior: the model of the elements that see no context (every element with
+            ``context="none"``, the checkerboard's anchors): ``"gaussian"`` (one learned
+            Gaussian per channel), ``"positional"`` (the entropy parameters' conditioning
+            branch reads a constant plane of ones instead of another latent, so, through
+            its zero padding, elements within three of the border, every element of a
+            tiny grid, get a Gaussian of their own, while the interior shares one per
+            channel; needs ``cond_channels=0``) or ``"bottleneck"``.
             The bottleneck needs an unconditioned latent and no autoregressive context.
         hidden: hidden width of the entropy-parameter networks (default ``max(2C, 8)``).
 
@@ -80,8 +85,14 @@ class GaussianLatentCodec(nn.Module):
             raise ValueError(f"prior must be one of {PRIORS}, got {prior!r}")
         if prior == "bottleneck" and (context == "autoregressive" or cond_channels):
             raise ValueError("prior='bottleneck' needs an unconditioned latent with context 'none' or 'checkerboard'")
+        if prior == "positional" and cond_channels:
+            raise ValueError("prior='positional' needs an unconditioned latent (cond_channels=0): its conditioning "
+                             "branch reads the constant plane")
         self.channels, self.context = int(channels), context
-        self.entropy_parameters = LatentEntropyParameters(self.channels, cond_channels, context, hidden)
+        self.positional = prior == "positional"
+        self.entropy_parameters = LatentEntropyParameters(
+            self.channels, 1 if self.positional else cond_channels, context, hidden
+        )
         self.integer = IntegerEntropyParameters(self.entropy_parameters)
         if coder is None:
             self.gaussian = GaussianCoder(mean_steps=mean_steps)
@@ -121,7 +132,19 @@ class GaussianLatentCodec(nn.Module):
 
     @property
     def conditional(self) -> bool:
-        return self.entropy_parameters.cond is not None
+        """Whether the entropy parameters read another latent (``cond``)."""
+        return self.entropy_parameters.cond is not None and not self.positional
+
+    def _cond_input(self, cond: torch.Tensor | None, batch: int, h: int, w: int, like: torch.Tensor):
+        """What the conditioning branch reads: ``cond``, the constant plane ``[N, 1, h, w]``
+        (``prior="positional"``), or None."""
+        if self.positional:
+            return like.new_ones(batch, 1, h, w)
+        if not self.conditional:
+            return None
+        if cond is None:
+            raise ValueError("this latent is coded conditionally: pass the common latent as cond")
+        return cond
 
     # -- training ----------------------------------------------------------------------
     def forward(self, y: torch.Tensor, latent: torch.Tensor | None = None, cond: torch.Tensor | None = None, rate_grad: str = "ste"):
@@ -135,7 +158,7 @@ class GaussianLatentCodec(nn.Module):
         if rate_grad != "ste" and latent is None:
             raise ValueError(f"rate_grad={rate_grad!r} needs the unrounded latent (latent=)")
         u = latent if rate_grad != "ste" else None
-        cond = cond if self.conditional else None
+        cond = self._cond_input(cond, y.shape[0], y.shape[2], y.shape[3], y)
         prior = self.bottleneck
         if prior is not None and self.context == "none":
             lik = prior.likelihood(y, latent=u, rate_grad=rate_grad)
@@ -270,7 +293,8 @@ class GaussianLatentCodec(nn.Module):
         (``P`` passes of ``m`` elements per sample), in decode order."""
         self.check_ready()
         y = y.detach()
-        cond_feat = self.integer.cond_features(cond.detach()) if self.conditional else None
+        cond = self._cond_input(cond, y.shape[0], y.shape[2], y.shape[3], y)
+        cond_feat = self.integer.cond_features(cond.detach()) if cond is not None else None
         groups = []
         if self.context == "autoregressive":
             s, m = self.integer.head_params(cond_feat, self.integer.context_features(y), y)
@@ -349,8 +373,9 @@ class GaussianLatentCodec(nn.Module):
         self.check_ready()
         h, w = latent_shape
         device = torch.device("cpu") if device is None else torch.device(device)
-        cond_feat = self.integer.cond_features(cond.to(device)) if self.conditional else None
         y = torch.zeros(samples, self.channels, h, w, dtype=torch.float64, device=device)
+        cond = self._cond_input(cond, samples, h, w, y)
+        cond_feat = self.integer.cond_features(cond.to(device)) if cond is not None else None
         if self.context == "autoregressive":
             self._decode_raster(decoders, single_stream, y, cond_feat)
         else:

@@ -23,7 +23,7 @@ TRANSFORMS = ("image", "light")
 HEADS = ("conv", "mlp")
 STREAMS = {"y0": "common", "y1": "private1", "y2": "private2"}
 RATE_GRADS = F.RATE_GRADS
-Y0_PRIORS = ("gaussian", "bottleneck")
+Y0_PRIORS = ("gaussian", "positional", "bottleneck")
 
 
 class LazyLikelihoods(Mapping):
@@ -103,12 +103,15 @@ class GrayWynerCodec(CompressionModel):
             needs ``input_size=(H, W)``).
         y0_prior: the model of the Y0 elements that see no context (the checkerboard's
             first pass; every Y0 element with ``context="none"``): ``"gaussian"``
-            (default: a learned per-channel Gaussian) or ``"bottleneck"`` (CompressAI's
+            (default: a learned per-channel Gaussian), ``"positional"`` (a Gaussian per
+            channel and distance to the border: Y0's conditioning branch reads a constant
+            plane, so on a tiny grid every element has its own, as Y1 and Y2 already do
+            through the zero padding of their Y0 branch) or ``"bottleneck"`` (CompressAI's
             ``EntropyBottleneck`` as :class:`~gwn_fast.models.entropy_parameters.IntegerEntropyBottleneck`:
             a learned non-parametric per-channel density; then :meth:`aux_loss` is its
             real auxiliary loss, to be minimised by an optimiser of the ``quantiles``, and
             its likelihood ignores ``rate_grad``, evaluated at the integer latent).
-            Not available with ``context="autoregressive"``; no effect without Y0
+            The bottleneck is not available with ``context="autoregressive"``. No effect without Y0
             (``architecture="independent"``).
 
     Shapes: ``x1``, ``x2``: ``[N, in_channels, H, W]``, any ``H, W`` (padded internally
@@ -247,7 +250,7 @@ class GrayWynerCodec(CompressionModel):
                     cond_channels=Cb if (conditional and name != "y0") else 0,
                     context=context,
                     coder=self.gaussian,
-                    prior="bottleneck" if (name == "y0" and y0_prior == "bottleneck") else "gaussian",
+                    prior=y0_prior if name == "y0" else "gaussian",
                 )
                 for name, size in self.latent_sizes.items()
             }
