@@ -17,9 +17,10 @@ Models (untrained; a step's cost hardly depends on training):
 Providers, each with its own copy of the same initial weights and its own Adam:
 
 - ``fused``: the library as users train it: ``out["bits"]`` from the fused
-  ``gaussian_rate`` (with ``mean_steps`` > 1 in training, two likelihood passes: the
-  expected rate over the mean's two grid neighbours) and the fused ``match_merge`` (on the CPU their ``torch.library`` CPU
-  kernels, i.e. the blocked references; on CUDA the Triton kernels).
+  ``gaussian_rate`` (with ``mean_steps`` > 1 in training its ``mean_steps`` mode: the
+  expected rate over the mean's two grid neighbours, in the same pass) and the fused
+  ``match_merge`` (on the CPU their ``torch.library`` CPU kernels, i.e. the blocked
+  references; on CUDA the Triton kernels).
 - ``composed`` (the anchor): the same model, the same networks and mean quantization, but
   each latent's rate is ``-log2`` of a likelihood composed eagerly from CompressAI's own
   ``GaussianConditional`` maths (``_likelihood``: ``|r|``, lower-bounded scale, two erfc

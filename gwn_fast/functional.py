@@ -15,6 +15,7 @@ synchronisation. Non-finite inputs are documented per function (and in docs/kern
 from __future__ import annotations
 
 import math
+import numbers
 
 import torch
 
@@ -55,6 +56,12 @@ def _backend_for(tensor: torch.Tensor) -> str:
     if not torch.compiler.is_compiling():
         check_impl(impl, tensor)
     return impl
+
+
+def _check_mean_steps(value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+        raise ValueError(f"mean_steps must be an int >= 1 (1: the rate at the mean itself), got {value!r}")
+    return int(value)
 
 
 def _check_choice(name: str, value: object, choices: tuple[str, ...]) -> None:
@@ -232,6 +239,7 @@ def gaussian_rate(
     round_residual: bool = True,
     rate_grad: str = "ste",
     latent: torch.Tensor | None = None,
+    mean_steps: int = 1,
 ) -> torch.Tensor:
     """Rate in bits, ``sum(-log2(gaussian_likelihood(...)))``, fused with the reduction.
 
@@ -243,11 +251,26 @@ def gaussian_rate(
     With ``"smooth"`` and ``latent`` the continuous rate is a second fused pass whose
     value is discarded (only its gradient is used).
 
+    ``mean_steps = J > 1`` (training with means coded on a ``1/J`` grid): each element's
+    bits are the expected rate when its mean is rounded down or up to the grid with
+    probabilities ``(1 - t, t)``, in the same single pass::
+
+        b(m) = -log2(gaussian_likelihood(y, scales, m, ...))   (every mode as above)
+        bits = (1 - t) b(floor(J mu) / J) + t b((floor(J mu) + 1) / J),  t = J mu - floor(J mu)
+
+    The grid points are constants (``floor`` passes no gradient): ``y``, ``scales`` and
+    ``latent`` get the ``t``-weighted mix of the two rates' gradients, ``means`` only
+    ``J (b_above - b_below)``, which moves the mean toward the cheaper grid point. In
+    ``"noise"`` mode both neighbours see the same noise sample. ``mean_steps=1`` (the
+    default) is the rate at the mean itself; without ``means`` (mean 0, on every grid)
+    ``mean_steps`` changes nothing.
+
     Args:
         y: floating tensor of shape ``S``; ``S[0] = B`` for ``reduction="batch"``.
         scales, means: broadcastable to ``S``.
         reduction: ``"sum"`` (a scalar) or ``"batch"`` (bits per sample, shape ``[B]``).
         latent: ``"smooth"``/``"noise"`` only: floating tensor of shape ``S``.
+        mean_steps: ``J``, an int ``>= 1``.
     Returns:
         Bits, at least float32. Deterministic: the same input gives the same bits on every
         run. Empty inputs give 0; a NaN input makes its sum NaN.
@@ -260,11 +283,14 @@ def gaussian_rate(
     likelihood_bound = _check_positive("likelihood_bound", likelihood_bound)
     _check_choice("rate_grad", rate_grad, RATE_GRADS)
     latent = _check_latent(latent, y)
+    mean_steps = _check_mean_steps(mean_steps)
+    if means is None:
+        mean_steps = 1  # the mean is 0, a point of every grid: the same rate in one pass
     impl = _backend_for(y)
     per_batch = reduction == "batch"
 
     def rate(at, sc, mu, rounding, smooth=False):
-        return ops.gaussian_rate(at, sc, mu, scale_bound, likelihood_bound, rounding, smooth, per_batch, impl)
+        return ops.gaussian_rate(at, sc, mu, scale_bound, likelihood_bound, rounding, smooth, per_batch, mean_steps, impl)
 
     return _by_rate_grad(rate, _smooth_surrogate, y, scales, means, bool(round_residual), rate_grad, latent)
 

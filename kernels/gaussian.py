@@ -28,6 +28,13 @@ Numerics (float32 throughout, inputs of any float dtype are upcast on load). Wit
 
 The rate backward divides by the *bounded* ``p``, so it stays finite where the float32
 mass underflows to 0.
+
+Mean grid (the rate kernels' ``MEAN_GRID``, ``mean_steps = J > 1``): each element's bits
+are the expected rate over its mean's two neighbours on the ``1/J`` grid, ``(1 - t)
+b(floor(J mu)/J) + t b((floor(J mu) + 1)/J)`` with ``t = J mu - floor(J mu)``, both
+evaluated in registers in the same pass. The backward gives ``y`` and the scale the
+``t``-weighted mix of the two rates' gradients (each with its own bound rules) and the
+mean ``J (b_above - b_below)`` (the grid points are constants).
 """
 
 from __future__ import annotations
@@ -122,6 +129,20 @@ def _load_residual_and_scale(y_ptr, scales_ptr, means_ptr, offsets, mask, HAS_ME
 
 
 @triton.jit
+def _load_mean_grid(y_ptr, scales_ptr, means_ptr, offsets, mask, mean_steps):
+    # The residuals at the mean's two grid neighbours and the upper one's weight t, in the
+    # order of operations of the two-pass formula (J mu, floor, then low / J).
+    y = tl.load(y_ptr + offsets, mask=mask, other=0.0).to(tl.float32)
+    scaled = tl.load(means_ptr + offsets, mask=mask, other=0.0).to(tl.float32) * mean_steps
+    low = tl.math.floor(scaled)
+    t = scaled - low
+    residual_below = y - low / mean_steps
+    residual_above = y - (low + 1.0) / mean_steps
+    scale = tl.load(scales_ptr + offsets, mask=mask, other=1.0).to(tl.float32)
+    return residual_below, residual_above, t, scale
+
+
+@triton.jit
 def _likelihood(residual, scale, scale_bound, likelihood_bound, ROUND: tl.constexpr):
     if ROUND:
         magnitude = tl.abs(tl.math.floor(residual + 0.5))  # |k|, k = floor(r + 1/2): the coder's bin
@@ -170,14 +191,22 @@ def _gaussian_rate_fwd_kernel(
     programs_per_row,
     scale_bound,
     likelihood_bound,
+    mean_steps,
     HAS_MEANS: tl.constexpr,
     ROUND: tl.constexpr,
+    MEAN_GRID: tl.constexpr,
     BLOCK: tl.constexpr,
 ):
     # The likelihood never leaves registers: each program writes one partial sum of bits.
     _, offsets, mask = _row_offsets(programs_per_row, row_len, BLOCK)
-    residual, scale = _load_residual_and_scale(y_ptr, scales_ptr, means_ptr, offsets, mask, HAS_MEANS)
-    bits = -tl.log2(_likelihood(residual, scale, scale_bound, likelihood_bound, ROUND))
+    if MEAN_GRID:
+        below, above, t, scale = _load_mean_grid(y_ptr, scales_ptr, means_ptr, offsets, mask, mean_steps)
+        bits_below = -tl.log2(_likelihood(below, scale, scale_bound, likelihood_bound, ROUND))
+        bits_above = -tl.log2(_likelihood(above, scale, scale_bound, likelihood_bound, ROUND))
+        bits = bits_below + t * (bits_above - bits_below)
+    else:
+        residual, scale = _load_residual_and_scale(y_ptr, scales_ptr, means_ptr, offsets, mask, HAS_MEANS)
+        bits = -tl.log2(_likelihood(residual, scale, scale_bound, likelihood_bound, ROUND))
     tl.store(partials_ptr + tl.program_id(0), tl.sum(tl.where(mask, bits, 0.0), axis=0))
 
 
@@ -196,6 +225,7 @@ def _gaussian_grads(
     # upstream = dL/dp per element) or of the bits (RATE True, upstream = dL/dbits).
     # "ste" differentiates at the rounded residual with the identity through the rounding;
     # "smooth" (SMOOTH) differentiates the continuous likelihood at the unrounded residual.
+    # Also returns the (unbounded) mass at the magnitude the derivatives were taken at.
     if ROUND and not SMOOTH:
         magnitude = tl.abs(tl.math.floor(residual + 0.5))
     else:
@@ -222,13 +252,14 @@ def _gaussian_grads(
     grad_residual = grad_mass * dmass_da * sign
     grad_scale = grad_mass * dmass_ds
     grad_scale = tl.where((scale < scale_bound) & (grad_scale >= 0.0), 0.0, grad_scale)
-    return grad_residual, grad_scale
+    return grad_residual, grad_scale, mass
 
 
 @triton.jit
 def _store_grads(
     grad_residual,
     grad_scale,
+    grad_mean,
     grad_y_ptr,
     grad_scales_ptr,
     grad_means_ptr,
@@ -243,7 +274,7 @@ def _store_grads(
     if NEED_SCALES:
         tl.store(grad_scales_ptr + offsets, grad_scale.to(grad_scales_ptr.dtype.element_ty), mask=mask)
     if NEED_MEANS:
-        tl.store(grad_means_ptr + offsets, (-grad_residual).to(grad_means_ptr.dtype.element_ty), mask=mask)
+        tl.store(grad_means_ptr + offsets, grad_mean.to(grad_means_ptr.dtype.element_ty), mask=mask)
 
 
 @triton.jit
@@ -270,11 +301,11 @@ def _gaussian_likelihood_bwd_kernel(
     mask = offsets < n
     residual, scale = _load_residual_and_scale(y_ptr, scales_ptr, means_ptr, offsets, mask, HAS_MEANS)
     grad_p = tl.load(grad_p_ptr + offsets, mask=mask, other=0.0).to(tl.float32)
-    grad_residual, grad_scale = _gaussian_grads(
+    grad_residual, grad_scale, _ = _gaussian_grads(
         residual, scale, grad_p, scale_bound, likelihood_bound, ROUND=ROUND, SMOOTH=SMOOTH, RATE=False
     )
     _store_grads(
-        grad_residual, grad_scale, grad_y_ptr, grad_scales_ptr, grad_means_ptr, offsets, mask, NEED_Y, NEED_SCALES, NEED_MEANS
+        grad_residual, grad_scale, -grad_residual, grad_y_ptr, grad_scales_ptr, grad_means_ptr, offsets, mask, NEED_Y, NEED_SCALES, NEED_MEANS
     )
 
 
@@ -291,9 +322,11 @@ def _gaussian_rate_bwd_kernel(
     programs_per_row,
     scale_bound,
     likelihood_bound,
+    mean_steps,
     HAS_MEANS: tl.constexpr,
     ROUND: tl.constexpr,
     SMOOTH: tl.constexpr,
+    MEAN_GRID: tl.constexpr,
     NEED_Y: tl.constexpr,
     NEED_SCALES: tl.constexpr,
     NEED_MEANS: tl.constexpr,
@@ -301,13 +334,36 @@ def _gaussian_rate_bwd_kernel(
 ):
     # Recomputes the likelihood from the inputs: it is never stored, forward or backward.
     row, offsets, mask = _row_offsets(programs_per_row, row_len, BLOCK)
-    residual, scale = _load_residual_and_scale(y_ptr, scales_ptr, means_ptr, offsets, mask, HAS_MEANS)
     grad_bits = tl.load(grad_bits_ptr + row).to(tl.float32)  # one upstream value per row
-    grad_residual, grad_scale = _gaussian_grads(
-        residual, scale, grad_bits, scale_bound, likelihood_bound, ROUND=ROUND, SMOOTH=SMOOTH, RATE=True
-    )
+    if MEAN_GRID:
+        below, above, t, scale = _load_mean_grid(y_ptr, scales_ptr, means_ptr, offsets, mask, mean_steps)
+        grad_below, grad_scale_below, mass_below = _gaussian_grads(
+            below, scale, grad_bits * (1.0 - t), scale_bound, likelihood_bound, ROUND=ROUND, SMOOTH=SMOOTH, RATE=True
+        )
+        grad_above, grad_scale_above, mass_above = _gaussian_grads(
+            above, scale, grad_bits * t, scale_bound, likelihood_bound, ROUND=ROUND, SMOOTH=SMOOTH, RATE=True
+        )
+        grad_residual = grad_below + grad_above
+        grad_scale = grad_scale_below + grad_scale_above
+        grad_mean = grad_residual  # a placeholder where NEED_MEANS is off
+        if NEED_MEANS:
+            # d/d mu of b_below + t (b_above - b_below): J (b_above - b_below), with the
+            # values at the rounded residual also where "smooth" differentiated unrounded.
+            if ROUND and SMOOTH:
+                p_below = _likelihood(below, scale, scale_bound, likelihood_bound, ROUND)
+                p_above = _likelihood(above, scale, scale_bound, likelihood_bound, ROUND)
+            else:
+                p_below = _lower_bound(mass_below, likelihood_bound)
+                p_above = _lower_bound(mass_above, likelihood_bound)
+            grad_mean = (tl.log2(p_below) - tl.log2(p_above)) * grad_bits * mean_steps
+    else:
+        residual, scale = _load_residual_and_scale(y_ptr, scales_ptr, means_ptr, offsets, mask, HAS_MEANS)
+        grad_residual, grad_scale, _ = _gaussian_grads(
+            residual, scale, grad_bits, scale_bound, likelihood_bound, ROUND=ROUND, SMOOTH=SMOOTH, RATE=True
+        )
+        grad_mean = -grad_residual
     _store_grads(
-        grad_residual, grad_scale, grad_y_ptr, grad_scales_ptr, grad_means_ptr, offsets, mask, NEED_Y, NEED_SCALES, NEED_MEANS
+        grad_residual, grad_scale, grad_mean, grad_y_ptr, grad_scales_ptr, grad_means_ptr, offsets, mask, NEED_Y, NEED_SCALES, NEED_MEANS
     )
 
 
@@ -334,6 +390,11 @@ def _rows(y: torch.Tensor, per_batch: bool) -> tuple[int, int]:
         raise ValueError("reduction='batch' needs y with a batch dimension, got a 0-d tensor")
     rows = y.shape[0]
     return rows, (y.numel() // rows if rows else 0)
+
+
+def _check_mean_steps(mean_steps: int) -> None:
+    if isinstance(mean_steps, bool) or not isinstance(mean_steps, int) or mean_steps < 1:
+        raise ValueError(f"mean_steps must be an int >= 1, got {mean_steps!r}")
 
 
 def _grad_buffers(y: torch.Tensor, needs: tuple[bool, bool, bool]) -> list[torch.Tensor]:
@@ -437,13 +498,17 @@ def gaussian_rate_forward(
     likelihood_bound: float,
     round_residual: bool,
     per_batch: bool,
+    mean_steps: int = 1,
 ) -> torch.Tensor:
     """Triton fused ``sum(-log2(likelihood))``; the likelihood is never written to memory.
 
     Returns float32 bits: a scalar, or shape ``[B]`` (``B = y.shape[0]``) when
     ``per_batch``. Deterministic: fixed per-program partials, summed in a fixed order.
+    ``mean_steps = J > 1`` (with ``means``): the expected rate over the mean's two
+    neighbours on the ``1/J`` grid (the module docstring); without means it changes nothing.
     """
     _check_inputs(y, scales, means)
+    _check_mean_steps(mean_steps)
     rows, row_len = _rows(y, per_batch)
     y, scales = ensure_contiguous(y), ensure_contiguous(scales)
     means = ensure_contiguous(means) if means is not None else None
@@ -460,8 +525,10 @@ def gaussian_rate_forward(
                 programs_per_row,
                 float(scale_bound),
                 float(likelihood_bound),
+                float(mean_steps),
                 HAS_MEANS=means is not None,
                 ROUND=round_residual,
+                MEAN_GRID=mean_steps > 1 and means is not None,
                 BLOCK=REDUCE_BLOCK,
                 num_warps=num_warps_for(REDUCE_BLOCK),
             )
@@ -480,10 +547,13 @@ def gaussian_rate_backward(
     smooth: bool,
     per_batch: bool,
     needs: tuple[bool, bool, bool],
+    mean_steps: int = 1,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Triton backward of :func:`gaussian_rate_forward`. ``grad_bits``: a scalar, or ``[B]``
-    when ``per_batch``. ``needs`` as in :func:`gaussian_likelihood_backward`."""
+    when ``per_batch``. ``needs`` as in :func:`gaussian_likelihood_backward`;
+    ``mean_steps`` as in the forward."""
     _check_inputs(y, scales, means)
+    _check_mean_steps(mean_steps)
     rows, row_len = _rows(y, per_batch)
     if grad_bits.numel() != rows:
         raise ValueError(f"grad_bits must have {rows} element(s), got shape {tuple(grad_bits.shape)}")
@@ -508,9 +578,11 @@ def gaussian_rate_backward(
             programs_per_row,
             float(scale_bound),
             float(likelihood_bound),
+            float(mean_steps),
             HAS_MEANS=means is not None,
             ROUND=round_residual,
             SMOOTH=smooth,
+            MEAN_GRID=mean_steps > 1 and means is not None,
             NEED_Y=needs[0],
             NEED_SCALES=needs[1],
             NEED_MEANS=needs[2],

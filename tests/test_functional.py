@@ -77,6 +77,14 @@ def test_bad_options_raise(kwargs, error, message):
         F.gaussian_rate(torch.zeros(3), torch.ones(3), **kwargs)
 
 
+@pytest.mark.parametrize("bad", [0, -2, 2.0, True, "8", None])
+def test_bad_mean_steps_raise(bad):
+    with pytest.raises(ValueError, match=r"mean_steps must be an int >= 1 .*got"):
+        F.gaussian_rate(torch.zeros(3), torch.ones(3), torch.zeros(3), mean_steps=bad)
+    with pytest.raises(ValueError, match="mean_steps"):  # checked with or without means
+        F.gaussian_rate(torch.zeros(3), torch.ones(3), mean_steps=bad)
+
+
 def test_bad_reduction_and_table_raise():
     with pytest.raises(ValueError, match=r"reduction must be one of \('sum', 'batch'\), got 'mean'"):
         F.gaussian_rate(torch.zeros(3), torch.ones(3), reduction="mean")

@@ -63,9 +63,11 @@ def test_merge_kernels_compile(dtype, quantize):
     )
 
 
-@pytest.mark.parametrize(("dtype", "has_means"), [("fp32", True), ("fp16", False), ("bf16", True)])
+@pytest.mark.parametrize(
+    ("dtype", "has_means", "mean_grid"), [("fp32", True, False), ("fp16", False, False), ("bf16", True, False), ("bf16", True, True)]
+)
 @pytest.mark.parametrize("round_residual", [True, False])
-def test_gaussian_forward_kernels_compile(dtype, has_means, round_residual):
+def test_gaussian_forward_kernels_compile(dtype, has_means, mean_grid, round_residual):
     from gwn_fast.kernels import gaussian
 
     inputs = _gaussian_pointers(dtype, "y_ptr", "scales_ptr", "means_ptr")
@@ -78,14 +80,15 @@ def test_gaussian_forward_kernels_compile(dtype, has_means, round_residual):
     )
     _compile(
         gaussian._gaussian_rate_fwd_kernel,
-        {**inputs, "partials_ptr": "*fp32", "row_len": "i32", "programs_per_row": "i32", **bounds},
-        {**flags, "BLOCK": 2048},
+        {**inputs, "partials_ptr": "*fp32", "row_len": "i32", "programs_per_row": "i32", **bounds, "mean_steps": "fp32"},
+        {**flags, "MEAN_GRID": mean_grid, "BLOCK": 2048},
     )
 
 
 @pytest.mark.parametrize(("round_residual", "smooth"), [(True, False), (True, True), (False, False)])
 @pytest.mark.parametrize("needs", [(True, True, True), (False, True, False)])
-def test_gaussian_backward_kernels_compile(round_residual, smooth, needs):
+@pytest.mark.parametrize("mean_grid", [False, True])
+def test_gaussian_backward_kernels_compile(round_residual, smooth, needs, mean_grid):
     from gwn_fast.kernels import gaussian
 
     tensors = _gaussian_pointers("bf16", "y_ptr", "scales_ptr", "means_ptr", "grad_y_ptr", "grad_scales_ptr", "grad_means_ptr")
@@ -99,11 +102,12 @@ def test_gaussian_backward_kernels_compile(round_residual, smooth, needs):
         "NEED_MEANS": needs[2],
         "BLOCK": 1024,
     }
-    _compile(gaussian._gaussian_likelihood_bwd_kernel, {"grad_p_ptr": "*bf16", **tensors, "n": "i32", **bounds}, flags)
+    if not mean_grid:  # the likelihood has no mean grid
+        _compile(gaussian._gaussian_likelihood_bwd_kernel, {"grad_p_ptr": "*bf16", **tensors, "n": "i32", **bounds}, flags)
     _compile(
         gaussian._gaussian_rate_bwd_kernel,
-        {"grad_bits_ptr": "*fp32", **tensors, "row_len": "i32", "programs_per_row": "i32", **bounds},
-        flags,
+        {"grad_bits_ptr": "*fp32", **tensors, "row_len": "i32", "programs_per_row": "i32", **bounds, "mean_steps": "fp32"},
+        {**flags, "HAS_MEANS": needs[2] or mean_grid, "MEAN_GRID": mean_grid},
     )
 
 

@@ -93,6 +93,105 @@ def test_fused_rate_and_likelihood_agree_in_every_mode(rate_grad):
 
 
 # --------------------------------------------------------------------------------------
+# functional level: mean_steps, the expected rate over the mean's two grid neighbours
+# --------------------------------------------------------------------------------------
+def two_pass_bits(y, scales, means, J, reduction, seed=None, per_element_rate=False, **kw):
+    """What ``gaussian_rate(..., mean_steps=J)`` fuses: the rate of two likelihood passes
+    at the mean's grid neighbours, ``(1 - t) b(floor(J mu)/J) + t b((floor(J mu) + 1)/J)``
+    (floor detached), as the latent codec computed it before; ``J = 1`` is one pass at the
+    mean. Each pass draws its "noise" sample from ``seed``, as the fused pass draws one.
+
+    ``per_element_rate``: ``b`` from ``gaussian_rate`` (``mean_steps=1``) per element
+    instead of ``-log2(gaussian_likelihood)``. The two differ in one gradient only:
+    ``"smooth"`` without a latent on a binned residual, where the likelihood's is the
+    continuous likelihood's derivative over the exact one and the rate's that of the
+    continuous rate (the codec always passes the latent)."""
+
+    def b(mean):
+        if seed is not None:
+            torch.manual_seed(seed)
+        if per_element_rate:
+            column = lambda t: t.reshape(-1, 1) if t is not None else None  # noqa: E731
+            at = {**kw, "latent": column(kw.get("latent"))}
+            return F.gaussian_rate(column(y), column(scales), column(mean), reduction="batch", **at).reshape(y.shape)
+        return -torch.log2(F.gaussian_likelihood(y, scales, mean, **kw))
+
+    if J == 1:
+        bits = b(means)
+    else:
+        scaled = means * J
+        low = torch.floor(scaled.detach())
+        t = scaled - low
+        below, above = b(low / J), b((low + 1) / J)
+        bits = below + t * (above - below)
+    return bits.flatten(1).sum(1) if reduction == "batch" else bits.sum()
+
+
+def _grid_test_inputs():
+    g = torch.Generator().manual_seed(3)
+    shape = (3, 2, 4, 5)
+    u = (torch.randn(shape, generator=g, dtype=torch.float64) * 2).requires_grad_()
+    y = torch.round(u.detach()).requires_grad_()  # the rounded latent, its own leaf
+    scales = torch.rand(shape, generator=g, dtype=torch.float64) * 3 + 0.05
+    means = torch.randn(shape, generator=g, dtype=torch.float64)
+    flat_means, flat_scales, flat_y = means.view(-1), scales.view(-1), y.detach().view(-1)
+    # exactly on grid points (of J = 8, some of J = 2 and 1), half-integers, next to them
+    special = [0.0, 0.25, -1.375, 2.0, 0.5, -0.5, 1.5, -2.5, 0.625, math.nextafter(0.5, 1.0), math.nextafter(-0.5, -1.0), 0.124]
+    flat_means[: len(special)] = torch.tensor(special, dtype=torch.float64)
+    # far out in the tails at small scales: the likelihood bound and its gradient rule
+    flat_y[-4:] = torch.tensor([9.0, -11.0, 14.0, 7.0], dtype=torch.float64)
+    flat_scales[-4:] = torch.tensor([0.2, 0.3, 0.12, 0.08], dtype=torch.float64)
+    flat_scales[-5] = 0.02  # below the scale bound
+    return y, u, scales.requires_grad_(), means.requires_grad_()
+
+
+@pytest.mark.parametrize("with_latent", [True, False], ids=["latent", "no-latent"])
+@pytest.mark.parametrize("round_residual", [False, True])
+@pytest.mark.parametrize("reduction", ["sum", "batch"])
+@pytest.mark.parametrize("rate_grad", ["ste", "smooth", "noise"])
+@pytest.mark.parametrize("J", [1, 2, 8])
+def test_fused_mean_steps_rate_equals_the_two_pass_formula(J, rate_grad, reduction, round_residual, with_latent):
+    # Without a latent, "smooth" is the op's own smooth gradient and "noise" perturbs y.
+    y, u, scales, means = _grid_test_inputs()
+    kw = {"rate_grad": rate_grad, "latent": u if with_latent else None, "round_residual": round_residual}
+    leaves = (y, scales, means, u)
+    # Upstream gradients of both signs (the likelihood bound's rule depends on the sign).
+    upstream = torch.tensor([0.7, -0.4, 1.3], dtype=torch.float64) if reduction == "batch" else torch.tensor(1.0, dtype=torch.float64)
+    results = []
+    for fused in (True, False):
+        if fused:
+            torch.manual_seed(9)
+            bits = F.gaussian_rate(y, scales, means, reduction=reduction, mean_steps=J, **kw)
+        else:
+            per_element_rate = rate_grad == "smooth" and not with_latent and round_residual
+            bits = two_pass_bits(y, scales, means, J, reduction, seed=9, per_element_rate=per_element_rate, **kw)
+        grads = torch.autograd.grad(bits, leaves, upstream, allow_unused=True)
+        results.append((bits, *grads))
+    names = ("bits", "dy", "dscales", "dmeans", "dlatent")
+    for name, got, want in zip(names, *results):
+        assert (got is None) == (want is None), name
+        if got is not None:
+            torch.testing.assert_close(got, want, rtol=1e-9, atol=1e-9, msg=lambda m, name=name: f"{name}: {m}")
+    # the mean's gradient J (b_above - b_below) is nonzero almost everywhere (with the
+    # residual binned, the two neighbours mostly share a bin and so their bits)
+    if J > 1 and not round_residual:
+        assert bool((results[0][3] != 0).float().mean() > 0.9)
+
+
+def test_mean_steps_is_exact_on_its_own_limits():
+    y, u, scales, means = _grid_test_inputs()
+    y, scales, means = y.detach(), scales.detach(), means.detach()
+    # mean_steps=1 is the rate at the mean itself (the same op call as without it)
+    assert torch.equal(F.gaussian_rate(y, scales, means, mean_steps=1), F.gaussian_rate(y, scales, means))
+    # without means the mean is 0, on every grid: the same bits for every J
+    for J in (2, 8):
+        assert torch.equal(F.gaussian_rate(y, scales, mean_steps=J, reduction="batch"), F.gaussian_rate(y, scales, reduction="batch"))
+    # means on the grid: the rate at the mean (t = 0)
+    on_grid = torch.round(means * 8) / 8
+    torch.testing.assert_close(F.gaussian_rate(y, scales, on_grid, mean_steps=8), F.gaussian_rate(y, scales, on_grid), rtol=1e-12, atol=0)
+
+
+# --------------------------------------------------------------------------------------
 # model level: the gradient that reaches the encoder's output
 # --------------------------------------------------------------------------------------
 class FixedOutput(nn.Module):
@@ -367,6 +466,70 @@ def test_smooth_gradient_reaches_every_architectures_unrounded_latents(architect
         scales, means = codec.entropy_parameters[name](y, out["latents"].get("y0") if codec.entropy_parameters[name].cond is not None else None)
         expected = training_bits(codec, y, means, scales.clamp_min(0.11)).sum()
         torch.testing.assert_close(out["bits"][name].sum(), expected, rtol=1e-6, atol=1e-6)
+
+
+def _two_pass_forward(lc):
+    """The latent codec's training forward before the rate was fused (Gaussian prior,
+    ``mean_steps > 1``): the same entropy parameters, the rate from two likelihood passes."""
+
+    def forward(y, latent=None, cond=None, rate_grad="ste"):
+        scales, means = lc.entropy_parameters(y, cond if lc.conditional else None)
+        kw = {"rate_grad": rate_grad, "latent": latent if rate_grad != "ste" else None, "round_residual": lc.coder.round_residual}
+        return two_pass_bits(y, scales, means, lc.coder.mean_steps, "batch", **kw), None
+
+    return forward
+
+
+def _small_codec(context, rate_grad, mean_steps=8):
+    torch.manual_seed(0)
+    return GrayWynerCodec(
+        in_channels=3, out_channels=(3, 3), latent_channels=8, common_channels=4, transform="light",
+        hidden_channels=8, depth=2, context=context, rate_grad=rate_grad, mean_steps=mean_steps,
+    ).double().train()
+
+
+@pytest.mark.parametrize("context", ["none", "checkerboard"])
+@pytest.mark.parametrize("rate_grad", ["ste", "smooth"])
+def test_fused_mean_steps_training_rate_equals_the_two_pass_codec(rate_grad, context):
+    # The codec's training rate with mean_steps = 8 (one fused pass) against the two
+    # likelihood passes it replaced: the same bits per latent, the same gradients at the
+    # encoder's parameters (and at every other parameter the rates reach).
+    codec = _small_codec(context, rate_grad)
+    x = torch.rand(2, 3, 16, 16, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    results = []
+    for two_pass in (False, True):
+        codec.zero_grad(set_to_none=True)
+        if two_pass:
+            for lc in codec.latent_codecs.values():
+                lc.forward = _two_pass_forward(lc)  # an instance attribute: this codec only
+        out = codec(x)
+        sum(b.sum() for b in out["bits"].values()).backward()
+        grads = {n: p.grad.clone() for n, p in codec.named_parameters() if p.grad is not None}
+        results.append(({k: v.detach() for k, v in out["bits"].items()}, grads))
+    (bits, grads), (bits_old, grads_old) = results
+    assert set(bits) == set(bits_old) == {"y0", "y1", "y2"}
+    for name in bits:
+        torch.testing.assert_close(bits[name], bits_old[name], rtol=1e-10, atol=1e-10)
+    assert set(grads) == set(grads_old)
+    encoder = [n for n in grads if n.startswith("analysis.")]
+    assert encoder and any(n.startswith("latent_codecs.") for n in grads)
+    for name in grads:
+        torch.testing.assert_close(grads[name], grads_old[name], rtol=1e-8, atol=1e-10, msg=lambda m, n=name: f"{n}: {m}")
+    assert all(bool(grads[n].abs().sum() > 0) for n in encoder)
+
+
+def test_training_rate_makes_no_likelihood_tensor(monkeypatch):
+    # The issue: with the Gaussian prior the training rate (mean_steps > 1 included) is the
+    # fused gaussian_rate; the likelihood is only made when out["likelihoods"] is read.
+    codec = _small_codec("checkerboard", "smooth")
+    calls = []
+    original = F.gaussian_likelihood
+    monkeypatch.setattr(F, "gaussian_likelihood", lambda *a, **k: calls.append(1) or original(*a, **k))
+    out = codec(torch.rand(2, 3, 16, 16, dtype=torch.float64))
+    sum(b.sum() for b in out["bits"].values()).backward()
+    assert not calls
+    likelihoods = out["likelihoods"]["y1"]
+    assert calls and likelihoods.shape == out["latents"]["y1"].shape
 
 
 @pytest.mark.parametrize("rate_grad", ["ste", "smooth", "noise"])

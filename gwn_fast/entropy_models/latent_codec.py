@@ -172,10 +172,12 @@ class GaussianLatentCodec(nn.Module):
             # point. A straight-through rounding instead parks mu on the boundary between
             # two grid points (its gradient points at the boundary from both sides), where
             # the integer coding path, 2**-12 away, rounds it either way at random.
-            bits = self._mean_step_bits(y, scales, means, kw)
             if prior is None:
-                return bits.flatten(1).sum(1), lambda: torch.exp2(-bits)
-            gaussian = torch.exp2(-bits)
+                # One fused pass over both grid neighbours; no likelihood tensor unless the
+                # thunk is called.
+                bits = F.gaussian_rate(y, scales, means, reduction="batch", mean_steps=self.coder.mean_steps, **kw)
+                return bits, lambda: torch.exp2(-self._mean_step_bits(y, scales, means, kw))
+            gaussian = torch.exp2(-self._mean_step_bits(y, scales, means, kw))
         else:
             means = self.coder.quantize_means(means)
             if prior is None:
@@ -189,7 +191,9 @@ class GaussianLatentCodec(nn.Module):
 
     def _mean_step_bits(self, y, scales, means, kw) -> torch.Tensor:
         """Per element: ``(1 - t) bits(floor(J mu) / J) + t bits(floor(J mu) / J + 1/J)``
-        with ``t = J mu - floor(J mu)`` (its gradient reaches ``mu`` through ``t``)."""
+        with ``t = J mu - floor(J mu)`` (its gradient reaches ``mu`` through ``t``): what
+        ``F.gaussian_rate(..., mean_steps=J)`` sums, kept per element for the checkerboard
+        with a bottleneck prior and for the likelihood thunk."""
         J = self.coder.mean_steps
         scaled = means * J
         low = torch.floor(scaled.detach())

@@ -5,6 +5,10 @@ fake (meta) implementations.
 ``smooth`` selects the rate gradient: False is the paper's straight-through rule (derivative
 at the rounded residual), True the derivative of the continuous likelihood (or rate) at the
 unrounded residual. Forward values never depend on it.
+
+``mean_steps`` (the rate only): ``J > 1`` makes each element's bits the expected rate
+over the mean's two neighbours on the ``1/J`` grid, in the same single pass (see
+:func:`gwn_fast.ops.reference.gaussian_rate_ref`); 1 is the rate at the mean itself.
 """
 
 from __future__ import annotations
@@ -119,18 +123,21 @@ def gaussian_rate(
     round_residual: bool,
     smooth: bool,
     per_batch: bool,
+    mean_steps: int,
     impl: str,
 ) -> torch.Tensor:
     """Total bits (a scalar), or bits per sample ``[B]`` when ``per_batch``; float32 or wider."""
     if use_triton(impl, y):
         return kernel_module("gaussian").gaussian_rate_forward(
-            y, scales, means, scale_bound, likelihood_bound, round_residual, per_batch
+            y, scales, means, scale_bound, likelihood_bound, round_residual, per_batch, mean_steps=mean_steps
         )
-    return reference.gaussian_rate_ref(y, scales, means, scale_bound, likelihood_bound, round_residual, per_batch)
+    return reference.gaussian_rate_ref(
+        y, scales, means, scale_bound, likelihood_bound, round_residual, per_batch, mean_steps=mean_steps
+    )
 
 
 @gaussian_rate.register_fake
-def _(y, scales, means, scale_bound, likelihood_bound, round_residual, smooth, per_batch, impl):
+def _(y, scales, means, scale_bound, likelihood_bound, round_residual, smooth, per_batch, mean_steps, impl):
     shape = (y.shape[0],) if per_batch else ()
     return y.new_empty(shape, dtype=torch.promote_types(y.dtype, torch.float32))
 
@@ -146,6 +153,7 @@ def gaussian_rate_backward(
     round_residual: bool,
     smooth: bool,
     per_batch: bool,
+    mean_steps: int,
     need_y: bool,
     need_scales: bool,
     need_means: bool,
@@ -164,8 +172,8 @@ def gaussian_rate_backward(
         (need_y, need_scales, need_means),
     )
     if use_triton(impl, y):
-        return kernel_module("gaussian").gaussian_rate_backward(grad_bits, *args)
-    return reference.gaussian_rate_backward_ref(grad_bits, *args)
+        return kernel_module("gaussian").gaussian_rate_backward(grad_bits, *args, mean_steps=mean_steps)
+    return reference.gaussian_rate_backward_ref(grad_bits, *args, mean_steps=mean_steps)
 
 
 @gaussian_rate_backward.register_fake
@@ -179,6 +187,7 @@ def _(
     round_residual,
     smooth,
     per_batch,
+    mean_steps,
     need_y,
     need_scales,
     need_means,
@@ -188,9 +197,9 @@ def _(
 
 
 def _setup_rate(ctx, inputs, output):
-    y, scales, means, scale_bound, likelihood_bound, round_residual, smooth, per_batch, impl = inputs
+    y, scales, means, scale_bound, likelihood_bound, round_residual, smooth, per_batch, mean_steps, impl = inputs
     ctx.save_for_backward(y, scales, means)
-    ctx.options = (scale_bound, likelihood_bound, round_residual, smooth, per_batch)
+    ctx.options = (scale_bound, likelihood_bound, round_residual, smooth, per_batch, mean_steps)
     ctx.impl = impl
 
 
@@ -204,6 +213,7 @@ def _backward_rate(ctx, grad_bits):
         grad_y if need_y else None,
         grad_scales if need_scales else None,
         grad_means if need_means and means is not None else None,
+        None,
         None,
         None,
         None,

@@ -315,6 +315,36 @@ def _row_chunks(rows: int, row_len: int):
                 yield slice(row * row_len + part.start, row * row_len + part.stop), row, 0
 
 
+def _check_mean_steps(mean_steps: int) -> None:
+    if isinstance(mean_steps, bool) or not isinstance(mean_steps, int) or mean_steps < 1:
+        raise ValueError(f"mean_steps must be an int >= 1, got {mean_steps!r}")
+
+
+def _mean_grid(means: torch.Tensor, mean_steps: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(grid, t)``: ``grid`` of shape ``[2, n]`` holds the mean's two neighbours on the
+    ``1/J`` grid, ``floor(J mu) / J`` and ``(floor(J mu) + 1) / J``, and ``t = J mu -
+    floor(J mu)`` in ``[0, 1)`` is the weight of the upper one (the same operations as the
+    two-pass formula they replace, so the same values). Both neighbours then go through
+    one evaluation of twice the length: half the per-op overhead on small latents."""
+    scaled = means * mean_steps
+    low = torch.floor(scaled)
+    t = scaled - low
+    grid = torch.stack((low, low + 1))
+    return grid.div_(mean_steps), t
+
+
+def _bits_of(twice: torch.Tensor, likelihood_bound: float) -> torch.Tensor:
+    """``-log2(max(mass, bound))`` from ``2 mass`` (in place): ``1 - log2(max(2 mass, 2
+    bound))``, as scaling by 2 is exact."""
+    return twice.clamp_min_(2.0 * likelihood_bound).log2_().neg_().add_(1.0)
+
+
+def _chunk_bits(y, scales, means, scale_bound, likelihood_bound, round_residual) -> torch.Tensor:
+    magnitude = _magnitude(y, means, round_residual)
+    twice, _, _, _ = _twice_mass(magnitude, scales.clamp_min(scale_bound))
+    return _bits_of(twice, likelihood_bound)
+
+
 def gaussian_rate_ref(
     y: torch.Tensor,
     scales: torch.Tensor,
@@ -324,24 +354,35 @@ def gaussian_rate_ref(
     round_residual: bool = True,
     per_batch: bool = False,
     upcast: bool = True,
+    mean_steps: int = 1,
 ) -> torch.Tensor:
     """``sum(-log2(likelihood))``: a scalar, or ``[B]`` per sample when ``per_batch``.
 
     Inputs of shape ``S`` (``S[0] = B``); the result is at least float32. Bits are summed
     per chunk (no full-size temporary: on CPU a fresh large buffer costs more in page
     faults than the arithmetic), then the chunk sums of a row in order: deterministic.
+
+    ``mean_steps = J > 1`` (with means): each element's bits are the expected rate over
+    the mean's two neighbours on the ``1/J`` grid, ``(1 - t) b(floor(J mu)/J) + t
+    b((floor(J mu) + 1)/J)``, ``t = J mu - floor(J mu)``. ``J = 1``: the rate at ``mu``.
     """
     _check_bounds(scale_bound, likelihood_bound)
+    _check_mean_steps(mean_steps)
     rows, row_len = _rows(y, per_batch)
     dtype = _compute_dtype(y.dtype, upcast)
     flat_y, flat_scales, flat_means = _flat(y, dtype), _flat(scales, dtype), _flat(means, dtype)
+    grid = mean_steps > 1 and flat_means is not None  # without means, mu = 0 is on the grid
     total = torch.zeros(rows, dtype=_sum_dtype(y.dtype), device=y.device)
     pieces: dict[int, list[torch.Tensor]] = {}
     for part, first, count in _row_chunks(rows, row_len):
-        magnitude = _magnitude(flat_y[part], flat_means[part] if flat_means is not None else None, round_residual)
-        twice, _, _, _ = _twice_mass(magnitude, flat_scales[part].clamp_min(scale_bound))
-        # -log2(max(mass, bound)) == 1 - log2(max(2 mass, 2 bound)): scaling by 2 is exact.
-        bits = twice.clamp_min_(2.0 * likelihood_bound).log2_().neg_().add_(1.0).to(total.dtype)
+        chunk_y, chunk_scales = flat_y[part], flat_scales[part]
+        if grid:
+            neighbours, t = _mean_grid(flat_means[part], mean_steps)
+            below, above = _chunk_bits(chunk_y, chunk_scales, neighbours, scale_bound, likelihood_bound, round_residual)
+            bits = above.sub_(below).mul_(t).add_(below).to(total.dtype)  # below + t (above - below)
+        else:
+            chunk_means = flat_means[part] if flat_means is not None else None
+            bits = _chunk_bits(chunk_y, chunk_scales, chunk_means, scale_bound, likelihood_bound, round_residual).to(total.dtype)
         if count:
             total[first : first + count] = bits.reshape(count, row_len).sum(dim=1)
         else:
@@ -370,12 +411,13 @@ def _grads_chunk(
     round_residual: bool,
     rate: bool,
     mask_likelihood_bound: bool,
-) -> None:
+) -> torch.Tensor:
     """Writes the gradients w.r.t. the residual and the raw scale of one chunk.
 
     ``upstream``: dL/d(likelihood) per element, or dL/d(bits) (``rate``; a 0-d tensor or
     one value per element). Same rules as the kernels: CompressAI's LowerBound rule for
-    both bounds, the rate divided by the bounded likelihood.
+    both bounds, the rate divided by the bounded likelihood. Returns ``2 * mass`` at the
+    magnitude the derivatives were taken at (unbounded; the mean-grid backward reuses it).
     """
     residual = y - means if means is not None else y
     magnitude = _magnitude(y, means, round_residual)
@@ -402,6 +444,7 @@ def _grads_chunk(
     # e_lo >= e_hi since |x_lo| <= |x_hi|; copysign applies d|r|/dr = sign(r) (and the two
     # are equal at r = 0, where the derivative is 0).
     torch.mul(torch.copysign(e_lo.sub_(e_hi), residual), negative_factor, out=grad_residual)
+    return twice
 
 
 def _backward(
@@ -451,6 +494,48 @@ def _backward(
     )
 
 
+def _mean_grid_backward(
+    upstream_of, y, scales, means, scale_bound, likelihood_bound, round_residual, smooth, mean_steps, needs, mask_likelihood_bound
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Gradients of the expected rate over the mean's two grid neighbours (``J > 1``):
+    ``y`` and ``scales`` get ``(1 - t)`` times the lower neighbour's rate gradient plus
+    ``t`` times the upper one's (each with its own bound rules, as two rate passes would);
+    ``means`` only ``J (b_above - b_below)`` through ``t`` (the neighbours are constants)."""
+    dtype = _compute_dtype(y.dtype, True)
+    flat_y, flat_scales, flat_means = _flat(y, dtype), _flat(scales, dtype), _flat(means, dtype)
+    n = y.numel()
+    need_y, need_scales, need_means = needs
+    grad_y, grad_scales, grad_means = (
+        torch.empty(n if need else 0, dtype=y.dtype, device=y.device) for need in (need_y, need_scales, need_means)
+    )
+    grads_round = round_residual and not smooth
+    for part in _chunks(n):
+        chunk_y, chunk_scales = flat_y[part], flat_scales[part]
+        neighbours, t = _mean_grid(flat_means[part], mean_steps)
+        upstream = upstream_of(part)
+        # Each neighbour's rate gradient, taken for its share of the upstream gradient (as
+        # in two passes: the bound rules see the weighted upstream), in one [2, n] pass.
+        weights = torch.stack((1.0 - t, t)).mul_(upstream)
+        grad_residual = torch.empty_like(neighbours)
+        grad_scale = torch.empty_like(neighbours) if need_scales else None
+        options = (scale_bound, likelihood_bound, grads_round, True, mask_likelihood_bound)
+        twice = _grads_chunk(grad_residual, grad_scale, weights, chunk_y, chunk_scales, neighbours, *options)
+        if need_y:
+            grad_y[part] = grad_residual[0].add_(grad_residual[1])
+        if need_scales:
+            grad_scales[part] = grad_scale[0].add_(grad_scale[1])
+        if need_means:
+            if grads_round != round_residual:  # "smooth" took the derivatives unrounded
+                bits = _chunk_bits(chunk_y, chunk_scales, neighbours, scale_bound, likelihood_bound, round_residual)
+            else:
+                bits = _bits_of(twice, likelihood_bound)
+            # d/d mu of below + t (above - below), t = J mu - floor(J mu): J (above - below)
+            grad_means[part] = bits[1].sub_(bits[0]).mul_(upstream).mul_(mean_steps)
+    return tuple(
+        grad.reshape(y.shape) if need else grad for grad, need in zip((grad_y, grad_scales, grad_means), needs)
+    )
+
+
 def gaussian_likelihood_backward_ref(
     grad_p: torch.Tensor,
     y: torch.Tensor,
@@ -494,13 +579,18 @@ def gaussian_rate_backward_ref(
     smooth: bool = False,
     per_batch: bool = False,
     needs: tuple[bool, bool, bool] = (True, True, True),
+    mean_steps: int = 1,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Gradients of :func:`gaussian_rate_ref` for ``grad_bits`` (a scalar, or ``[B]``).
 
     ``smooth=True``: the derivative of the continuous rate ``-log2 p(r)`` at the unrounded
-    residual. Returns ``(grad_y, grad_scales, grad_means)`` as
+    residual. ``mean_steps = J > 1``: the gradients of the expected rate over the mean's
+    two grid neighbours (see :func:`gaussian_rate_ref`): the ``t``-weighted mix of the
+    two rates' gradients to ``y`` and ``scales``, ``J (b_above - b_below)`` to ``means``.
+    Returns ``(grad_y, grad_scales, grad_means)`` as
     :func:`gaussian_likelihood_backward_ref` does.
     """
+    _check_mean_steps(mean_steps)
     rows, row_len = _rows(y, per_batch)
     per_row = grad_bits.to(_compute_dtype(y.dtype, True)).reshape(rows)
     if per_batch:
@@ -512,6 +602,11 @@ def gaussian_rate_backward_ref(
         def upstream_of(part: slice) -> torch.Tensor:
             return per_row[0]
 
+    mask_likelihood_bound = not _bound_never_blocks(grad_bits)
+    if mean_steps > 1 and means is not None:  # without means, mu = 0 is on the grid
+        _check_bounds(scale_bound, likelihood_bound)
+        options = (scale_bound, likelihood_bound, round_residual, smooth, mean_steps)
+        return _mean_grid_backward(upstream_of, y, scales, means, *options, tuple(needs), mask_likelihood_bound)
     return _backward(
         upstream_of,
         y,
@@ -522,7 +617,7 @@ def gaussian_rate_backward_ref(
         round_residual and not smooth,
         True,
         needs,
-        mask_likelihood_bound=not _bound_never_blocks(grad_bits),
+        mask_likelihood_bound=mask_likelihood_bound,
     )
 
 

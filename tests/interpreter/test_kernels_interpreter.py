@@ -85,6 +85,54 @@ def test_gaussian_kernels_match_the_reference(dtype, shape_id, rate_grad):
             assert_within_rule(got, want, rounded, dtype, name=f"d{key}/d{name}")
 
 
+def _on_and_off_the_grid(means, steps):
+    """``means`` with about a third moved exactly onto the ``1/steps`` grid and a third onto
+    half-integers (also grid points for even ``steps``); exact in every tested dtype."""
+    pick = torch.rand(means.shape)
+    grid = torch.where(pick < 0.3, torch.round(means.float() * steps) / steps, means.float())
+    return torch.where(pick > 0.7, torch.round(means.float()) + 0.5, grid).to(means.dtype)
+
+
+def _mean_grid_outputs(y, scales, means, rate_grad, round_residual, steps):
+    """Total and per-sample bits with ``mean_steps``, and the gradients of each."""
+    kw = {"rate_grad": rate_grad, "round_residual": round_residual, "mean_steps": steps}
+    bits = F.gaussian_rate(y, scales, means, **kw)
+    per_sample = F.gaussian_rate(y, scales, means, reduction="batch", **kw)
+    upstream_rows = torch.rand(per_sample.shape, generator=torch.Generator().manual_seed(7)).to(per_sample.dtype) - 0.25
+    grads_bits = torch.autograd.grad(bits, (y, scales, means))
+    grads_rows = torch.autograd.grad(per_sample, (y, scales, means), upstream_rows)
+    return {"bits": bits, "per_sample": per_sample}, {"bits": grads_bits, "rows": grads_rows}
+
+
+@pytest.mark.parametrize(("rate_grad", "round_residual"), [("ste", False), ("smooth", False), ("ste", True), ("smooth", True)])
+@pytest.mark.parametrize("shape_id", list(SHAPES))
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+def test_gaussian_rate_kernels_with_mean_steps_match_the_reference(dtype, shape_id, rate_grad, round_residual):
+    # mean_steps = 8: the expected rate over each mean's two grid neighbours, forward and
+    # backward (the means' gradient is J (b_above - b_below)), in one fused pass.
+    steps = 8
+    y, scales, means = _make(shape_id, dtype)
+    inputs = (y, scales, _on_and_off_the_grid(means, steps))
+    with backend("triton"):
+        values, grads = _mean_grid_outputs(*_leaves(inputs), rate_grad, round_residual, steps)
+    with backend("reference"):
+        values32, grads32 = _mean_grid_outputs(*_leaves(inputs, torch.float32), rate_grad, round_residual, steps)
+        _, grads_dtype = _mean_grid_outputs(*_leaves(inputs), rate_grad, round_residual, steps)
+    ref_dtype = {
+        key: reference.gaussian_rate_ref(*inputs, round_residual=round_residual, per_batch=key == "per_sample", upcast=False, mean_steps=steps)
+        for key in values
+    }
+    for key, value in values.items():
+        assert value.shape == values32[key].shape
+        assert_within_rule(value, values32[key], ref_dtype[key], dtype, name=key)
+    for key in grads:
+        for name, got, want, rounded in zip(("y", "scales", "means"), grads[key], grads32[key], grads_dtype[key]):
+            assert got.dtype == dtype
+            assert_within_rule(got, want, rounded, dtype, name=f"d{key}/d{name}")
+    if dtype == torch.float32 and not round_residual:  # the mean's gradient is not the residual's
+        assert not torch.allclose(grads["bits"][2], -grads["bits"][0])
+
+
 @pytest.mark.parametrize("round_residual", [True, False])
 def test_gaussian_kernels_without_means_and_without_rounding(round_residual):
     y, scales, _ = _make("odd-3d", torch.float32)
