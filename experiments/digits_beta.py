@@ -40,7 +40,7 @@ def main() -> None:
     p.add_argument("--hidden-channels", type=int, default=None)
     p.add_argument("--max-shift", type=int, default=None)
     p.add_argument("--task-weights", type=float, nargs=2, default=None)
-    p.add_argument("--architecture", default="shared")
+    p.add_argument("--architecture", default=None, help="default: the recipe's")
     p.add_argument("--align-weight", type=float, default=None)
     p.add_argument("--y0-prior", default=None)
     p.add_argument("--tag", default="")
@@ -66,7 +66,7 @@ def main() -> None:
                 row = {"tag": args.tag, "setting": setting, "beta": beta, "seed": seed, "context": r["context"],
                        "rate_grad": r["rate_grad"], "alpha": r["alpha"], "epochs": r["epochs"],
                        "beta_warmup": r["beta_warmup"], "max_shift": args.max_shift, "task_weights": args.task_weights,
-                       "architecture": args.architecture, "align_weight": r["align_weight"],
+                       "architecture": r["architecture"], "align_weight": r["align_weight"],
                        **options, **{k: round(float(r[k]), 4) for k in KEYS if k in r}}
                 print(json.dumps(row), flush=True)
                 with open(out, "a") as f:

@@ -189,7 +189,7 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
 
     p.add_argument("--dataset", choices=DATASETS, default="digits")
     p.add_argument("--setting", default="mixture", help="digits colour setting: dependent, independent, mixture")
-    p.add_argument("--architecture", choices=ARCHITECTURES, default="shared")
+    p.add_argument("--architecture", choices=ARCHITECTURES, default=None, help="default: the recipe's")
     p.add_argument("--context", choices=CONTEXTS, default=None, help="default: the recipe's")
     p.add_argument("--rate-grad", choices=RATE_GRADS, default=None, help="default: the recipe's")
     p.add_argument("--beta", type=float, default=1.0)
@@ -328,7 +328,7 @@ def _demo(args) -> int:
     out.mkdir(parents=True, exist_ok=True)
     epochs = args.epochs or TRAINING["digits"]["epochs"]
     workers = max(1, min(len(args.betas), args.jobs or os.cpu_count() or 1))
-    print(f"coloured digits (mixture), shared GWN, {epochs} epochs per beta, betas {args.betas} "
+    print(f"coloured digits (mixture), {TRAINING['digits']['architecture']} GWN, {epochs} epochs per beta, betas {args.betas} "
           f"({workers} at a time, one thread each); outputs in {out}/")
     dirs = {beta: out / f"beta{beta:g}" for beta in args.betas}
     for d in dirs.values():
@@ -456,7 +456,7 @@ def _run(argv: list[str] | None) -> int:
     _recipe_args(sw)
     sw.add_argument("--betas", type=float, nargs="+", default=[1.0, 1.5, 2.0])
     sw.add_argument("--alphas", type=float, nargs="+", default=None)
-    sw.add_argument("--architectures", nargs="+", choices=ARCHITECTURES, default=["shared"])
+    sw.add_argument("--architectures", nargs="+", choices=ARCHITECTURES, default=None, help="default: the recipe's")
     sw.add_argument("--seeds", type=int, nargs="+", default=[0])
     sw.add_argument("--out", required=True)
     sw.set_defaults(func=_sweep)

@@ -24,6 +24,11 @@ from gwn_fast.train import fit, load_checkpoint, save_checkpoint
 
 __all__ = ["evaluate_checkpoint", "run", "sweep"]
 
+# beta_warmup's start that ramps from 2 beta - 1: none at beta = 1 (every bit costs the same
+# in Y0 as in Y1 or Y2, and a ramp from above drains Y0 for good), from 3 at beta = 2 (Y0
+# starts dear, so only what pays for itself at the target price moves in).
+WARMUP_FROM_2BETA_MINUS_1 = "2beta-1"
+
 _UNITS = {"digits": ("image", 1), "synthetic": ("position", 2), "stereo": ("pixel", 1)}
 
 
@@ -59,7 +64,7 @@ def _evaluate(codec, recipe: dict) -> dict:
 def run(
     dataset: str = "digits",
     *,
-    architecture: str = "shared",
+    architecture: str | None = None,
     beta: float = 1.0,
     alpha: float | None = None,
     epochs: int | None = None,
@@ -86,11 +91,13 @@ def run(
 ) -> dict:
     """Train a recipe's codec and evaluate it on the test set with real bitstreams.
 
-    ``epochs``, ``batch_size``, ``lr``, ``alpha``, ``context``, ``rate_grad``,
+    ``architecture``, ``epochs``, ``batch_size``, ``lr``, ``alpha``, ``context``, ``rate_grad``,
     ``beta_warmup`` (``(start, fraction)``: beta ramps linearly from ``start`` to ``beta``
-    over that fraction of the epochs; ``None``: no ramp), ``max_shift`` (training images
-    moved by up to that many pixels) and ``task_weights`` (the two distortions' weights
-    relative to ``1/alpha``) and ``align_weight`` (the alignment's, likewise) default to the recipe's (:data:`gwn_fast.recipes.TRAINING`).
+    over that fraction of the epochs, ``start="2beta-1"`` for ``2 beta - 1``; ``None``: no
+    ramp), ``max_shift`` (training images moved by up to that many pixels),
+    ``task_weights`` (the two distortions' weights relative to ``1/alpha``) and
+    ``align_weight`` (the alignment's, likewise) default to the recipe's
+    (:data:`gwn_fast.recipes.TRAINING`).
 
     Returns the evaluation (see :func:`gwn_fast.evaluate.evaluate`) merged with the run's
     settings and ``train_s``; with ``out_dir`` also writes the files named in the module
@@ -104,11 +111,17 @@ def run(
     epochs = defaults["epochs"] if epochs is None else epochs
     batch_size = defaults["batch_size"] if batch_size is None else batch_size
     lr = defaults["lr"] if lr is None else lr
+    architecture = defaults["architecture"] if architecture is None else architecture
     context = defaults["context"] if context is None else context
     rate_grad = defaults["rate_grad"] if rate_grad is None else rate_grad
     beta_warmup = defaults["beta_warmup"] if isinstance(beta_warmup, str) and beta_warmup == "recipe" else beta_warmup
     if beta_warmup is not None:
-        beta_warmup = (float(beta_warmup[0]), float(beta_warmup[1]))
+        start = beta_warmup[0]
+        if isinstance(start, str):
+            if start != WARMUP_FROM_2BETA_MINUS_1:
+                raise ValueError(f"beta_warmup's start must be a number or {WARMUP_FROM_2BETA_MINUS_1!r}, got {start!r}")
+            start = 2.0 * beta - 1.0
+        beta_warmup = (float(start), float(beta_warmup[1]))
         if not 0 < beta_warmup[1] <= 1:
             raise ValueError(f"beta_warmup's fraction must be in (0, 1], got {beta_warmup[1]}")
     alpha = defaults["alpha"] if alpha is None else alpha
@@ -214,14 +227,18 @@ def sweep(
     *,
     betas=(1.0, 1.5, 2.0),
     alphas=(None,),
-    architectures=("shared",),
+    architectures=None,
     seeds=(0,),
     out_dir: str | Path = "sweep",
     **kwargs,
 ) -> list[dict]:
     """:func:`run` over the grid ``architectures x betas x alphas x seeds``; one
     sub-directory per run and every result appended to ``out_dir/results.jsonl``. Runs
-    with a ``result.json`` already present are loaded, not retrained (resumable)."""
+    with a ``result.json`` already present are loaded, not retrained (resumable).
+    ``architectures``: default the recipe's one."""
+    if architectures is None:
+        recipes.make_loss(dataset)  # validates dataset
+        architectures = (recipes.TRAINING[dataset]["architecture"],)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     results = []

@@ -5,14 +5,18 @@ your own data. Each recipe returns objects of the public API (``GrayWynerCodec``
 ``GrayWynerLoss``, ``torch.utils.data.Dataset``), nothing private.
 
 - ``digits``: coloured handwritten digits (scikit-learn's 8x8 digits, upsampled to 16x16),
-  task 1 = digit, task 2 = colour, cross-entropy; rates in bits per image. f1/f2 of three
-  stride-2 3x3 convolutions to C = 4 channels on a 2x2 grid (last layer at 0.1 of the
-  default initialisation), ELU-64 MLP heads, ``context="none"``, ``rate_grad="smooth"``,
-  rate weight alpha = 0.3 with the digit and colour cross-entropies weighted 2 and 3
-  (``lmbda = (2, 3) / alpha``), beta ramped from 3 to its target over the first half of
-  the 300 epochs (so Y0 starts empty and only what pays for itself moves in), colours
-  redrawn and images shifted by up to 1 pixel every epoch. Chosen on seed 0 among the
-  variants in experiments/RESULTS.md.
+  task 1 = digit, task 2 = colour, cross-entropy; rates in bits per image. The
+  ``"separated"`` architecture (Y0 from an encoder of its own: on a 2x2 grid the shared
+  architecture's match-and-merge left about 15 % of Y0's elements mismatched at beta = 1),
+  f0/f1/f2 of three stride-2 3x3 convolutions to 2 channels each on a 2x2 grid (last layer
+  at 0.1 of the default initialisation), Y0 prior ``"positional"`` (a Gaussian per
+  element, as Y1 and Y2 have), ELU-64 MLP heads, ``context="none"``,
+  ``rate_grad="smooth"``, rate weight alpha = 0.3 with the digit and colour
+  cross-entropies weighted 2 and 3 (``lmbda = (2, 3) / alpha``), beta ramped from
+  ``2 beta - 1`` to its target over the first half of the 300 epochs (none at beta = 1,
+  where Y0 fills from the start; from 3 at beta = 2, so Y0 starts dear and only what pays
+  for itself moves in), colours redrawn and images shifted by up to 1 pixel every epoch.
+  Chosen on seeds 0-2 among the variants in experiments/RESULTS.md.
 - ``synthetic``: the paper's discrete source (two SxS sources of symbols 0..8 seen by both
   encoders as 2 channels), "linear regression" tasks, MSE; rates in bits per position.
   (Rate weight alpha = 0.3 with 1000 epochs was measured to work before; in the minutes a
@@ -37,24 +41,27 @@ RATE_UNITS = {"digits": "bits/image", "synthetic": "bits/position", "stereo": "b
 _DIGITS_CYCLE = {"pct_start": 0.05, "anneal_strategy": "cos", "div_factor": 10.0, "final_div_factor": 100.0}
 # Default model and optimisation per recipe (Adam, one-cycle schedule peaking at lr), the
 # defaults of `gwn-fast train`, `python -m gwn_fast.train` and `experiment.run`:
-#   context, rate_grad: the codec's; alpha: rate weight of the loss;
-#   one_cycle: extra OneCycleLR arguments; beta_warmup: (start beta, fraction of the epochs)
+#   architecture, context, rate_grad, y0_prior: the codec's; alpha: rate weight of the loss;
+#   one_cycle: extra OneCycleLR arguments; beta_warmup: (start beta or "2beta-1", fraction of the epochs)
 #   of a linear ramp of beta to its target, or None; resample: draw fresh digit colours
 #   every epoch, max_shift: move training images by up to that many pixels (digits);
 #   task_weights: the distortions' weights relative to 1/alpha.
 # Digits: measured on coloured digits, 5 seeds (experiments/RESULTS.md).
 TRAINING = {
     "digits": {
-        "lr": 2e-3, "batch_size": 256, "epochs": 300, "alpha": 0.3, "context": "none", "rate_grad": "smooth",
-        "one_cycle": _DIGITS_CYCLE, "beta_warmup": (3.0, 0.5), "resample": True, "max_shift": 1,
+        "lr": 2e-3, "batch_size": 256, "epochs": 300, "alpha": 0.3, "architecture": "separated", "context": "none",
+        "rate_grad": "smooth", "y0_prior": "positional",
+        "one_cycle": _DIGITS_CYCLE, "beta_warmup": ("2beta-1", 0.5), "resample": True, "max_shift": 1,
         "task_weights": (2.0, 3.0),
     },
     "synthetic": {
-        "lr": 2e-3, "batch_size": 64, "epochs": 20, "alpha": 0.02, "context": "checkerboard", "rate_grad": "smooth",
+        "lr": 2e-3, "batch_size": 64, "epochs": 20, "alpha": 0.02, "architecture": "shared", "context": "checkerboard",
+        "rate_grad": "smooth", "y0_prior": "gaussian",
         "one_cycle": {}, "beta_warmup": None, "resample": False, "max_shift": 0, "task_weights": (1.0, 1.0),
     },
     "stereo": {
-        "lr": 2e-3, "batch_size": 16, "epochs": 30, "alpha": 0.01, "context": "checkerboard", "rate_grad": "smooth",
+        "lr": 2e-3, "batch_size": 16, "epochs": 30, "alpha": 0.01, "architecture": "shared", "context": "checkerboard",
+        "rate_grad": "smooth", "y0_prior": "gaussian",
         "one_cycle": {}, "beta_warmup": None, "resample": False, "max_shift": 0, "task_weights": (1.0, 1.0),
     },
 }
@@ -118,14 +125,16 @@ DIGITS_INIT_GAIN = 0.1
 
 
 def make_codec(
-    dataset: str, *, architecture: str = "shared", context: str | None = None, rate_grad: str | None = None, size=None,
-    **overrides,
+    dataset: str, *, architecture: str | None = None, context: str | None = None, rate_grad: str | None = None,
+    size=None, **overrides,
 ) -> GrayWynerCodec:
     """A codec sized for ``dataset`` (small enough to train on a CPU in minutes).
-    ``context`` and ``rate_grad`` default to the recipe's (:data:`TRAINING`); ``overrides``
-    replace any other :class:`GrayWynerCodec` argument of the recipe (e.g.
-    ``latent_channels``)."""
+    ``architecture``, ``context``, ``rate_grad`` (and ``y0_prior``) default to the
+    recipe's (:data:`TRAINING`); ``overrides`` replace any other :class:`GrayWynerCodec`
+    argument of the recipe (e.g. ``latent_channels``)."""
     _check(dataset)
+    architecture = TRAINING[dataset]["architecture"] if architecture is None else architecture
+    overrides.setdefault("y0_prior", TRAINING[dataset]["y0_prior"])
     context = TRAINING[dataset]["context"] if context is None else context
     rate_grad = TRAINING[dataset]["rate_grad"] if rate_grad is None else rate_grad
     if dataset == "digits":

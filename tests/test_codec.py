@@ -392,7 +392,7 @@ def test_integer_bottleneck_codes_integers_exactly_with_compressai():
 
 
 def test_bad_y0_prior_raises():
-    with pytest.raises(ValueError, match=r"y0_prior must be one of \('gaussian', 'bottleneck'\), got 'laplace'"):
+    with pytest.raises(ValueError, match=r"y0_prior must be one of \('gaussian', 'positional', 'bottleneck'\), got 'laplace'"):
         GrayWynerCodec(y0_prior="laplace")
     with pytest.raises(ValueError, match=r"y0_prior='bottleneck'.*context='autoregressive'"):
         GrayWynerCodec(context="autoregressive", y0_prior="bottleneck")

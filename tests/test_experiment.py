@@ -86,7 +86,7 @@ def test_sweep_and_plot_cli(tmp_path):
     assert len((out / "results.jsonl").read_text().splitlines()) == 2
     assert main(["plot", str(out / "results.jsonl"), "--out", str(tmp_path / "plots")]) == 0
     assert (tmp_path / "plots" / "rd.png").exists() and (tmp_path / "plots" / "r0_vs_mi.png").exists()
-    assert main(["eval", str(out / "shared_beta1_alphadefault_seed0" / "checkpoint.pt")]) == 0
+    assert main(["eval", str(out / "separated_beta1_alphadefault_seed0" / "checkpoint.pt")]) == 0
 
 
 @pytest.mark.slow

@@ -13,7 +13,8 @@ from gwn_fast import GrayWynerCodec, GrayWynerLoss, recipes
 
 def _digits():
     # The digits recipe's codec (shared architecture, match_merge, rate_grad="smooth").
-    codec, loss = recipes.make_codec("digits"), recipes.make_loss("digits")
+    codec = recipes.make_codec("digits", architecture="shared", y0_prior="gaussian")
+    loss = recipes.make_loss("digits")
     x = torch.rand(8, 3, 16, 16)
     return codec, loss, x, (torch.randint(0, 10, (8,)), torch.randint(0, 10, (8,)))
 
