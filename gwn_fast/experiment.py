@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import time
 from pathlib import Path
 
@@ -24,10 +25,22 @@ from gwn_fast.train import fit, load_checkpoint, save_checkpoint
 
 __all__ = ["evaluate_checkpoint", "run", "sweep"]
 
-# beta_warmup's start that ramps from 2 beta - 1: none at beta = 1 (every bit costs the same
-# in Y0 as in Y1 or Y2, and a ramp from above drains Y0 for good), from 3 at beta = 2 (Y0
+# beta_warmup's start may be "<a>beta-<b>", i.e. a * beta - b: the digits recipe's
+# "4beta-3" is no ramp at beta = 1 (every bit costs the same in Y0 as in Y1 or Y2, and a
+# ramp from above drains Y0 for good), from 3 at beta = 1.5 and from 5 at beta = 2 (Y0
 # starts dear, so only what pays for itself at the target price moves in).
-WARMUP_FROM_2BETA_MINUS_1 = "2beta-1"
+_WARMUP_START = re.compile(r"^(\d+(?:\.\d+)?)beta-(\d+(?:\.\d+)?)$")
+
+
+def warmup_start(start, beta: float) -> float:
+    """``start`` of a ``beta_warmup``: a number, or ``"<a>beta-<b>"`` for ``a beta - b``."""
+    if isinstance(start, str):
+        m = _WARMUP_START.match(start.replace(" ", "").replace("*", ""))
+        if m is None:
+            raise ValueError(f"beta_warmup's start must be a number or '<a>beta-<b>' (e.g. '4beta-3'), got {start!r}")
+        return float(m.group(1)) * beta - float(m.group(2))
+    return float(start)
+
 
 _UNITS = {"digits": ("image", 1), "synthetic": ("position", 2), "stereo": ("pixel", 1)}
 
@@ -93,7 +106,7 @@ def run(
 
     ``architecture``, ``epochs``, ``batch_size``, ``lr``, ``alpha``, ``context``, ``rate_grad``,
     ``beta_warmup`` (``(start, fraction)``: beta ramps linearly from ``start`` to ``beta``
-    over that fraction of the epochs, ``start="2beta-1"`` for ``2 beta - 1``; ``None``: no
+    over that fraction of the epochs, ``start="4beta-3"`` for ``4 beta - 3``; ``None``: no
     ramp), ``max_shift`` (training images moved by up to that many pixels),
     ``task_weights`` (the two distortions' weights relative to ``1/alpha``) and
     ``align_weight`` (the alignment's, likewise) default to the recipe's
@@ -116,12 +129,7 @@ def run(
     rate_grad = defaults["rate_grad"] if rate_grad is None else rate_grad
     beta_warmup = defaults["beta_warmup"] if isinstance(beta_warmup, str) and beta_warmup == "recipe" else beta_warmup
     if beta_warmup is not None:
-        start = beta_warmup[0]
-        if isinstance(start, str):
-            if start != WARMUP_FROM_2BETA_MINUS_1:
-                raise ValueError(f"beta_warmup's start must be a number or {WARMUP_FROM_2BETA_MINUS_1!r}, got {start!r}")
-            start = 2.0 * beta - 1.0
-        beta_warmup = (float(start), float(beta_warmup[1]))
+        beta_warmup = (warmup_start(beta_warmup[0], beta), float(beta_warmup[1]))
         if not 0 < beta_warmup[1] <= 1:
             raise ValueError(f"beta_warmup's fraction must be in (0, 1], got {beta_warmup[1]}")
     alpha = defaults["alpha"] if alpha is None else alpha

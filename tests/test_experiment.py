@@ -122,3 +122,14 @@ def test_regression_recipes_train_and_decode_exactly(dataset, tmp_path):
         assert result[k] >= 0
     again = evaluate_checkpoint(tmp_path / "checkpoint.pt")
     assert again["rate_transmit"] == result["rate_transmit"]
+
+
+def test_warmup_start_formula_and_errors():
+    from gwn_fast.experiment import warmup_start
+
+    assert warmup_start("4beta-3", 1.0) == 1.0 and warmup_start("4beta-3", 2.0) == 5.0
+    assert warmup_start("2 * beta - 1", 1.5) == 2.0 and warmup_start(3, 2.0) == 3.0
+    with pytest.raises(ValueError, match="beta_warmup's start"):
+        warmup_start("beta+1", 1.0)
+    with pytest.raises(ValueError, match="beta_warmup's start"):
+        run("digits", epochs=1, beta_warmup=("fast", 0.5), evaluate_result=False, progress=False)
