@@ -43,6 +43,7 @@ def main() -> None:
     p.add_argument("--architecture", default=None, help="default: the recipe's")
     p.add_argument("--align-weight", type=float, default=None)
     p.add_argument("--y0-prior", default=None)
+    p.add_argument("--mean-steps", type=int, default=None)
     p.add_argument("--tag", default="")
     p.add_argument("--out", required=True)
     args = p.parse_args()
@@ -50,7 +51,7 @@ def main() -> None:
     warmup = None if args.no_warmup else (tuple(args.warmup) if args.warmup else "recipe")
     options = {k: v for k, v in (("latent_channels", args.latent_channels), ("common_channels", args.common_channels),
                                               ("hidden_channels", args.hidden_channels),
-                                              ("y0_prior", args.y0_prior))
+                                              ("y0_prior", args.y0_prior), ("mean_steps", args.mean_steps))
                if v is not None}
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -96,7 +96,10 @@ class GrayWynerCodec(CompressionModel):
             coding path could round either way (see
             :mod:`gwn_fast.entropy_models.gaussian`). ``1``: CompressAI's layout (one
             zero-mean table per scale, the residual binned; a binary element then costs
-            about 1.5 bits instead of 1). Tables grow ``J``-fold.
+            about 1.5 bits instead of 1; trained with ``rate_grad="ste"`` residuals park
+            on bin edges, where the integer coding path may pick the other bin: measured
+            +22 % payload over the estimate on one channel, experiments/RESULTS.md). Tables
+            grow ``J``-fold.
         head: ``"conv"`` (the transform's synthesis stack, outputs ``[N, c_i, H, W]``) or
             ``"mlp"`` (classification heads ``[N, c_i]`` of logits: flatten, ``head_hidden``
             units of ``head_activation`` (``"sigmoid"``, the paper's, or ``"elu"``), linear;
