@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import time
 from pathlib import Path
 
 import torch
@@ -58,7 +57,6 @@ def main() -> None:
     for setting in args.settings:
         for beta in args.betas:
             for seed in args.seeds:
-                t0 = time.time()
                 r = run("digits", setting=setting, beta=beta, seed=seed, epochs=args.epochs, context=args.context,
                         rate_grad=args.rate_grad, alpha=args.alpha, beta_warmup=warmup, progress=False,
                         codec_options=options, max_shift=args.max_shift,

@@ -60,7 +60,7 @@ def checks(rows: list[dict]) -> list[str]:
     if mix[1.0]:
         mi = mix[1.0][0]["mutual_information_bits"]
         bad = [r["seed"] for r in mix[1.0] if not r["payload_r0"] > mi]
-        out.append(f"mixture beta=1: R0 > I in every seed: " + ("PASS" if not bad else f"FAIL (seeds {bad})"))
+        out.append("mixture beta=1: R0 > I in every seed: " + ("PASS" if not bad else f"FAIL (seeds {bad})"))
     if all(mix.values()):
         m = {b: _mean(mix[b], "payload_r0") for b in mix}
         ok = m[2.0] <= m[1.5] <= m[1.0]
