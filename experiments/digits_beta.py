@@ -40,7 +40,7 @@ def main() -> None:
     p.add_argument("--max-shift", type=int, default=None)
     p.add_argument("--task-weights", type=float, nargs=2, default=None)
     p.add_argument("--architecture", default=None, help="default: the recipe's")
-    p.add_argument("--align-weight", type=float, default=None)
+    p.add_argument("--align-weight", type=float, default=1.0)
     p.add_argument("--y0-prior", default=None)
     p.add_argument("--mean-steps", type=int, default=None)
     p.add_argument("--tag", default="")

@@ -100,17 +100,17 @@ def run(
     codec_options: dict | None = None,
     max_shift: int | None = None,
     task_weights: tuple[float, float] | None = None,
-    align_weight: float | None = None,
+    align_weight: float = 1.0,
 ) -> dict:
     """Train a recipe's codec and evaluate it on the test set with real bitstreams.
 
     ``architecture``, ``epochs``, ``batch_size``, ``lr``, ``alpha``, ``context``, ``rate_grad``,
     ``beta_warmup`` (``(start, fraction)``: beta ramps linearly from ``start`` to ``beta``
     over that fraction of the epochs, ``start="4beta-3"`` for ``4 beta - 3``; ``None``: no
-    ramp), ``max_shift`` (training images moved by up to that many pixels),
-    ``task_weights`` (the two distortions' weights relative to ``1/alpha``) and
-    ``align_weight`` (the alignment's, likewise) default to the recipe's
-    (:data:`gwn_fast.recipes.TRAINING`).
+    ramp), ``max_shift`` (training images moved by up to that many pixels)
+    and ``task_weights`` (the two distortions' weights relative to ``1/alpha``) default to
+    the recipe's (:data:`gwn_fast.recipes.TRAINING`); ``align_weight``: the alignment
+    term's weight relative to ``1/alpha``.
 
     Returns the evaluation (see :func:`gwn_fast.evaluate.evaluate`) merged with the run's
     settings and ``train_s``; with ``out_dir`` also writes the files named in the module
@@ -135,7 +135,6 @@ def run(
     alpha = defaults["alpha"] if alpha is None else alpha
     max_shift = defaults["max_shift"] if max_shift is None else max_shift
     task_weights = tuple(defaults["task_weights"] if task_weights is None else task_weights)
-    align_weight = defaults.get("align_weight", 1.0) if align_weight is None else float(align_weight)
     if not (isinstance(epochs, int) and epochs >= 1):
         raise ValueError(f"epochs must be a positive integer, got {epochs!r}")
     if not batch_size >= 1:

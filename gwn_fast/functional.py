@@ -15,7 +15,6 @@ synchronisation. Non-finite inputs are documented per function (and in docs/kern
 from __future__ import annotations
 
 import math
-import numbers
 
 import torch
 
@@ -56,12 +55,6 @@ def _backend_for(tensor: torch.Tensor) -> str:
     if not torch.compiler.is_compiling():
         check_impl(impl, tensor)
     return impl
-
-
-def _check_mean_steps(value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
-        raise ValueError(f"mean_steps must be an int >= 1 (1: the rate at the mean itself), got {value!r}")
-    return int(value)
 
 
 def _check_choice(name: str, value: object, choices: tuple[str, ...]) -> None:
@@ -283,7 +276,7 @@ def gaussian_rate(
     likelihood_bound = _check_positive("likelihood_bound", likelihood_bound)
     _check_choice("rate_grad", rate_grad, RATE_GRADS)
     latent = _check_latent(latent, y)
-    mean_steps = _check_mean_steps(mean_steps)
+    mean_steps = ops.reference.check_mean_steps(mean_steps)
     if means is None:
         mean_steps = 1  # the mean is 0, a point of every grid: the same rate in one pass
     impl = _backend_for(y)

@@ -392,11 +392,6 @@ def _rows(y: torch.Tensor, per_batch: bool) -> tuple[int, int]:
     return rows, (y.numel() // rows if rows else 0)
 
 
-def _check_mean_steps(mean_steps: int) -> None:
-    if isinstance(mean_steps, bool) or not isinstance(mean_steps, int) or mean_steps < 1:
-        raise ValueError(f"mean_steps must be an int >= 1, got {mean_steps!r}")
-
-
 def _grad_buffers(y: torch.Tensor, needs: tuple[bool, bool, bool]) -> list[torch.Tensor]:
     # Gradients that are not needed come back as empty tensors and are never written.
     return [torch.empty_like(y, memory_format=torch.contiguous_format) if need else y.new_empty(0) for need in needs]
@@ -508,7 +503,6 @@ def gaussian_rate_forward(
     neighbours on the ``1/J`` grid (the module docstring); without means it changes nothing.
     """
     _check_inputs(y, scales, means)
-    _check_mean_steps(mean_steps)
     rows, row_len = _rows(y, per_batch)
     y, scales = ensure_contiguous(y), ensure_contiguous(scales)
     means = ensure_contiguous(means) if means is not None else None
@@ -553,7 +547,6 @@ def gaussian_rate_backward(
     when ``per_batch``. ``needs`` as in :func:`gaussian_likelihood_backward`;
     ``mean_steps`` as in the forward."""
     _check_inputs(y, scales, means)
-    _check_mean_steps(mean_steps)
     rows, row_len = _rows(y, per_batch)
     if grad_bits.numel() != rows:
         raise ValueError(f"grad_bits must have {rows} element(s), got shape {tuple(grad_bits.shape)}")

@@ -135,16 +135,13 @@ class GaussianLatentCodec(nn.Module):
         """Whether the entropy parameters read another latent (``cond``)."""
         return self.entropy_parameters.cond is not None and not self.positional
 
-    def _cond_input(self, cond: torch.Tensor | None, batch: int, h: int, w: int, like: torch.Tensor):
-        """What the conditioning branch reads: ``cond``, the constant plane ``[N, 1, h, w]``
-        (``prior="positional"``), or None."""
+    def _cond_input(self, cond: torch.Tensor | None, y: torch.Tensor):
+        """What the conditioning branch reads for the latent ``y`` ``[N, C, h, w]``:
+        ``cond``, the constant plane ``[N, 1, h, w]`` (``prior="positional"``), or None
+        (no branch). A missing ``cond`` is reported by the branch itself."""
         if self.positional:
-            return like.new_ones(batch, 1, h, w)
-        if not self.conditional:
-            return None
-        if cond is None:
-            raise ValueError("this latent is coded conditionally: pass the common latent as cond")
-        return cond
+            return y.new_ones(y.shape[0], 1, y.shape[2], y.shape[3])
+        return cond if self.conditional else None
 
     # -- training ----------------------------------------------------------------------
     def forward(self, y: torch.Tensor, latent: torch.Tensor | None = None, cond: torch.Tensor | None = None, rate_grad: str = "ste"):
@@ -158,7 +155,7 @@ class GaussianLatentCodec(nn.Module):
         if rate_grad != "ste" and latent is None:
             raise ValueError(f"rate_grad={rate_grad!r} needs the unrounded latent (latent=)")
         u = latent if rate_grad != "ste" else None
-        cond = self._cond_input(cond, y.shape[0], y.shape[2], y.shape[3], y)
+        cond = self._cond_input(cond, y)
         prior = self.bottleneck
         if prior is not None and self.context == "none":
             lik = prior.likelihood(y, latent=u, rate_grad=rate_grad)
@@ -297,8 +294,8 @@ class GaussianLatentCodec(nn.Module):
         (``P`` passes of ``m`` elements per sample), in decode order."""
         self.check_ready()
         y = y.detach()
-        cond = self._cond_input(cond, y.shape[0], y.shape[2], y.shape[3], y)
-        cond_feat = self.integer.cond_features(cond.detach()) if cond is not None else None
+        cond = self._cond_input(cond, y)
+        cond_feat = self.integer.cond_features(cond.detach() if cond is not None else None)
         groups = []
         if self.context == "autoregressive":
             s, m = self.integer.head_params(cond_feat, self.integer.context_features(y), y)
@@ -378,8 +375,8 @@ class GaussianLatentCodec(nn.Module):
         h, w = latent_shape
         device = torch.device("cpu") if device is None else torch.device(device)
         y = torch.zeros(samples, self.channels, h, w, dtype=torch.float64, device=device)
-        cond = self._cond_input(cond, samples, h, w, y)
-        cond_feat = self.integer.cond_features(cond.to(device)) if cond is not None else None
+        cond = self._cond_input(cond, y)
+        cond_feat = self.integer.cond_features(cond.to(device) if cond is not None else None)
         if self.context == "autoregressive":
             self._decode_raster(decoders, single_stream, y, cond_feat)
         else:

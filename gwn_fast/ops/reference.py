@@ -25,6 +25,7 @@ autograd graph); results do not depend on the chunk size.
 from __future__ import annotations
 
 import math
+import numbers
 
 import torch
 
@@ -315,9 +316,12 @@ def _row_chunks(rows: int, row_len: int):
                 yield slice(row * row_len + part.start, row * row_len + part.stop), row, 0
 
 
-def _check_mean_steps(mean_steps: int) -> None:
-    if isinstance(mean_steps, bool) or not isinstance(mean_steps, int) or mean_steps < 1:
-        raise ValueError(f"mean_steps must be an int >= 1, got {mean_steps!r}")
+def check_mean_steps(mean_steps: object) -> int:
+    """``mean_steps`` as an int, or a ValueError naming it (the one check of the rate's
+    ``mean_steps``, used by :func:`gwn_fast.functional.gaussian_rate` too)."""
+    if isinstance(mean_steps, bool) or not isinstance(mean_steps, numbers.Integral) or mean_steps < 1:
+        raise ValueError(f"mean_steps must be an int >= 1 (1: the rate at the mean itself), got {mean_steps!r}")
+    return int(mean_steps)
 
 
 def _mean_grid(means: torch.Tensor, mean_steps: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -367,7 +371,7 @@ def gaussian_rate_ref(
     b((floor(J mu) + 1)/J)``, ``t = J mu - floor(J mu)``. ``J = 1``: the rate at ``mu``.
     """
     _check_bounds(scale_bound, likelihood_bound)
-    _check_mean_steps(mean_steps)
+    mean_steps = check_mean_steps(mean_steps)
     rows, row_len = _rows(y, per_batch)
     dtype = _compute_dtype(y.dtype, upcast)
     flat_y, flat_scales, flat_means = _flat(y, dtype), _flat(scales, dtype), _flat(means, dtype)
@@ -590,7 +594,7 @@ def gaussian_rate_backward_ref(
     Returns ``(grad_y, grad_scales, grad_means)`` as
     :func:`gaussian_likelihood_backward_ref` does.
     """
-    _check_mean_steps(mean_steps)
+    mean_steps = check_mean_steps(mean_steps)
     rows, row_len = _rows(y, per_batch)
     per_row = grad_bits.to(_compute_dtype(y.dtype, True)).reshape(rows)
     if per_batch:

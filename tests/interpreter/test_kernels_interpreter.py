@@ -60,6 +60,18 @@ def _gaussian_outputs(y, scales, means, rate_grad):
     return {"p": p, "bits": bits, "per_sample": per_sample}, {"p": grads_p, "bits": grads_bits, "rows": grads_rows}
 
 
+def _assert_within_rules(values, grads, values32, grads32, ref_dtype, grads_dtype, dtype):
+    """Triton outputs against the float32 reference, within the dtype's rule (the
+    reference run in ``dtype`` gives the rounding allowance)."""
+    for key, value in values.items():
+        assert value.shape == values32[key].shape
+        assert_within_rule(value, values32[key], ref_dtype[key], dtype, name=key)
+    for key in grads:
+        for name, got, want, rounded in zip(("y", "scales", "means"), grads[key], grads32[key], grads_dtype[key]):
+            assert got.dtype == dtype
+            assert_within_rule(got, want, rounded, dtype, name=f"d{key}/d{name}")
+
+
 @pytest.mark.parametrize("rate_grad", ["ste", "smooth"])
 @pytest.mark.parametrize("shape_id", list(SHAPES))
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)
@@ -76,13 +88,7 @@ def test_gaussian_kernels_match_the_reference(dtype, shape_id, rate_grad):
         "bits": reference.gaussian_rate_ref(y, scales, means, upcast=False),
         "per_sample": reference.gaussian_rate_ref(y, scales, means, per_batch=True, upcast=False),
     }
-    for key, value in values.items():
-        assert value.shape == values32[key].shape
-        assert_within_rule(value, values32[key], ref_dtype[key], dtype, name=key)
-    for key in grads:
-        for name, got, want, rounded in zip(("y", "scales", "means"), grads[key], grads32[key], grads_dtype[key]):
-            assert got.dtype == dtype
-            assert_within_rule(got, want, rounded, dtype, name=f"d{key}/d{name}")
+    _assert_within_rules(values, grads, values32, grads32, ref_dtype, grads_dtype, dtype)
 
 
 def _on_and_off_the_grid(means, steps):
@@ -122,13 +128,7 @@ def test_gaussian_rate_kernels_with_mean_steps_match_the_reference(dtype, shape_
         key: reference.gaussian_rate_ref(*inputs, round_residual=round_residual, per_batch=key == "per_sample", upcast=False, mean_steps=steps)
         for key in values
     }
-    for key, value in values.items():
-        assert value.shape == values32[key].shape
-        assert_within_rule(value, values32[key], ref_dtype[key], dtype, name=key)
-    for key in grads:
-        for name, got, want, rounded in zip(("y", "scales", "means"), grads[key], grads32[key], grads_dtype[key]):
-            assert got.dtype == dtype
-            assert_within_rule(got, want, rounded, dtype, name=f"d{key}/d{name}")
+    _assert_within_rules(values, grads, values32, grads32, ref_dtype, grads_dtype, dtype)
     if dtype == torch.float32 and not round_residual:  # the mean's gradient is not the residual's
         assert not torch.allclose(grads["bits"][2], -grads["bits"][0])
 
