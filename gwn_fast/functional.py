@@ -135,13 +135,16 @@ def _smooth_surrogate(exact: torch.Tensor, continuous: torch.Tensor) -> torch.Te
 def _by_rate_grad(evaluate, smooth, y, scales, means, round_residual: bool, rate_grad: str, latent):
     """One ``rate_grad`` mode of ``evaluate(at, scales, means, round_residual, smooth_op)``
     (the likelihood or the rate op); ``smooth(exact, continuous)`` combines the two passes
-    of ``"smooth"`` with a latent."""
+    of ``"smooth"`` with a latent, or is None where ``evaluate(..., latent=latent)`` does
+    it in one op (the rate: its backward differentiates at the latent itself)."""
     if rate_grad == "noise":
         u = y if latent is None else latent
         return evaluate(u + torch.empty_like(u).uniform_(-0.5, 0.5), scales, means, False)
     if rate_grad == "smooth":
         if latent is None:
             return evaluate(y, scales, means, round_residual, True)
+        if smooth is None:
+            return evaluate(y.detach(), scales, means, round_residual, False, latent)
         exact = evaluate(y.detach(), scales, means, round_residual)
         continuous = evaluate(latent, scales.detach(), means.detach() if means is not None else None, False)
         return smooth(exact, continuous)
@@ -241,8 +244,8 @@ def gaussian_rate(
     likelihood, so gradients stay finite where float32 underflows.
 
     {rate_grad_doc}
-    With ``"smooth"`` and ``latent`` the continuous rate is a second fused pass whose
-    value is discarded (only its gradient is used).
+    With ``"smooth"`` and ``latent`` it is still one op: the forward evaluates the rate at
+    ``y`` only, and the backward adds the continuous rate's derivative at ``latent``.
 
     ``mean_steps = J > 1`` (training with means coded on a ``1/J`` grid): each element's
     bits are the expected rate when its mean is rounded down or up to the grid with
@@ -282,10 +285,10 @@ def gaussian_rate(
     impl = _backend_for(y)
     per_batch = reduction == "batch"
 
-    def rate(at, sc, mu, rounding, smooth=False):
-        return ops.gaussian_rate(at, sc, mu, scale_bound, likelihood_bound, rounding, smooth, per_batch, mean_steps, impl)
+    def rate(at, sc, mu, rounding, smooth=False, at_latent=None):
+        return ops.gaussian_rate(at, sc, mu, scale_bound, likelihood_bound, rounding, smooth, per_batch, mean_steps, at_latent, impl)
 
-    return _by_rate_grad(rate, _smooth_surrogate, y, scales, means, bool(round_residual), rate_grad, latent)
+    return _by_rate_grad(rate, None, y, scales, means, bool(round_residual), rate_grad, latent)
 
 
 gaussian_likelihood.__doc__ = gaussian_likelihood.__doc__.format(rate_grad_doc=_RATE_GRAD_DOC)

@@ -315,6 +315,7 @@ def _gaussian_rate_bwd_kernel(
     y_ptr,
     scales_ptr,
     means_ptr,
+    latent_ptr,
     grad_y_ptr,
     grad_scales_ptr,
     grad_means_ptr,
@@ -327,12 +328,16 @@ def _gaussian_rate_bwd_kernel(
     ROUND: tl.constexpr,
     SMOOTH: tl.constexpr,
     MEAN_GRID: tl.constexpr,
+    LATENT: tl.constexpr,
     NEED_Y: tl.constexpr,
     NEED_SCALES: tl.constexpr,
     NEED_MEANS: tl.constexpr,
     BLOCK: tl.constexpr,
 ):
     # Recomputes the likelihood from the inputs: it is never stored, forward or backward.
+    # LATENT ("smooth" with the encoder's unrounded output): scales and means get the exact
+    # rate's gradients at y, and grad_y_ptr receives the latent's, the continuous rate's
+    # derivative at latent - mean (no binning).
     row, offsets, mask = _row_offsets(programs_per_row, row_len, BLOCK)
     grad_bits = tl.load(grad_bits_ptr + row).to(tl.float32)  # one upstream value per row
     if MEAN_GRID:
@@ -356,12 +361,26 @@ def _gaussian_rate_bwd_kernel(
                 p_below = _lower_bound(mass_below, likelihood_bound)
                 p_above = _lower_bound(mass_above, likelihood_bound)
             grad_mean = (tl.log2(p_below) - tl.log2(p_above)) * grad_bits * mean_steps
+        if LATENT:
+            below, above, _, _ = _load_mean_grid(latent_ptr, scales_ptr, means_ptr, offsets, mask, mean_steps)
+            grad_below, _, _ = _gaussian_grads(
+                below, scale, grad_bits * (1.0 - t), scale_bound, likelihood_bound, ROUND=False, SMOOTH=False, RATE=True
+            )
+            grad_above, _, _ = _gaussian_grads(
+                above, scale, grad_bits * t, scale_bound, likelihood_bound, ROUND=False, SMOOTH=False, RATE=True
+            )
+            grad_residual = grad_below + grad_above
     else:
         residual, scale = _load_residual_and_scale(y_ptr, scales_ptr, means_ptr, offsets, mask, HAS_MEANS)
         grad_residual, grad_scale, _ = _gaussian_grads(
             residual, scale, grad_bits, scale_bound, likelihood_bound, ROUND=ROUND, SMOOTH=SMOOTH, RATE=True
         )
         grad_mean = -grad_residual
+        if LATENT:
+            residual, _ = _load_residual_and_scale(latent_ptr, scales_ptr, means_ptr, offsets, mask, HAS_MEANS)
+            grad_residual, _, _ = _gaussian_grads(
+                residual, scale, grad_bits, scale_bound, likelihood_bound, ROUND=False, SMOOTH=False, RATE=True
+            )
     _store_grads(
         grad_residual, grad_scale, grad_mean, grad_y_ptr, grad_scales_ptr, grad_means_ptr, offsets, mask, NEED_Y, NEED_SCALES, NEED_MEANS
     )
@@ -370,8 +389,8 @@ def _gaussian_rate_bwd_kernel(
 # --------------------------------------------------------------------------------------
 # launchers
 # --------------------------------------------------------------------------------------
-def _check_inputs(y: torch.Tensor, scales: torch.Tensor, means: torch.Tensor | None) -> None:
-    for name, tensor in (("scales", scales), ("means", means)):
+def _check_inputs(y: torch.Tensor, scales: torch.Tensor, means: torch.Tensor | None, latent: torch.Tensor | None = None) -> None:
+    for name, tensor in (("scales", scales), ("means", means), ("latent", latent)):
         if tensor is None:
             continue
         if tensor.shape != y.shape:
@@ -542,11 +561,14 @@ def gaussian_rate_backward(
     per_batch: bool,
     needs: tuple[bool, bool, bool],
     mean_steps: int = 1,
+    latent: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Triton backward of :func:`gaussian_rate_forward`. ``grad_bits``: a scalar, or ``[B]``
     when ``per_batch``. ``needs`` as in :func:`gaussian_likelihood_backward`;
-    ``mean_steps`` as in the forward."""
-    _check_inputs(y, scales, means)
+    ``mean_steps`` as in the forward. ``latent`` (shape and dtype of ``y``): the first
+    gradient is the latent's (see :func:`gwn_fast.ops.reference.gaussian_rate_backward_ref`)."""
+    _check_inputs(y, scales, means, latent)
+    latent = ensure_contiguous(latent) if latent is not None else None
     rows, row_len = _rows(y, per_batch)
     if grad_bits.numel() != rows:
         raise ValueError(f"grad_bits must have {rows} element(s), got shape {tuple(grad_bits.shape)}")
@@ -564,6 +586,7 @@ def gaussian_rate_backward(
             y,
             scales,
             means if means is not None else y,
+            latent if latent is not None else y,
             grad_y if needs[0] else y,
             grad_scales if needs[1] else y,
             grad_means if needs[2] else y,
@@ -576,6 +599,7 @@ def gaussian_rate_backward(
             ROUND=round_residual,
             SMOOTH=smooth,
             MEAN_GRID=mean_steps > 1 and means is not None,
+            LATENT=latent is not None,
             NEED_Y=needs[0],
             NEED_SCALES=needs[1],
             NEED_MEANS=needs[2],

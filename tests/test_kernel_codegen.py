@@ -85,10 +85,10 @@ def test_gaussian_forward_kernels_compile(dtype, has_means, mean_grid, round_res
     )
 
 
-@pytest.mark.parametrize(("round_residual", "smooth"), [(True, False), (True, True), (False, False)])
+@pytest.mark.parametrize(("round_residual", "smooth", "latent"), [(True, False, False), (True, True, False), (False, False, False), (True, False, True)])
 @pytest.mark.parametrize("needs", [(True, True, True), (False, True, False)])
 @pytest.mark.parametrize("mean_grid", [False, True])
-def test_gaussian_backward_kernels_compile(round_residual, smooth, needs, mean_grid):
+def test_gaussian_backward_kernels_compile(round_residual, smooth, latent, needs, mean_grid):
     from gwn_fast.kernels import gaussian
 
     tensors = _gaussian_pointers("bf16", "y_ptr", "scales_ptr", "means_ptr", "grad_y_ptr", "grad_scales_ptr", "grad_means_ptr")
@@ -102,12 +102,14 @@ def test_gaussian_backward_kernels_compile(round_residual, smooth, needs, mean_g
         "NEED_MEANS": needs[2],
         "BLOCK": 1024,
     }
-    if not mean_grid:  # the likelihood has no mean grid
+    if not mean_grid and not latent:  # the likelihood has no mean grid and no latent
         _compile(gaussian._gaussian_likelihood_bwd_kernel, {"grad_p_ptr": "*bf16", **tensors, "n": "i32", **bounds}, flags)
+    inputs = _gaussian_pointers("bf16", "y_ptr", "scales_ptr", "means_ptr", "latent_ptr")
+    outputs = _gaussian_pointers("bf16", "grad_y_ptr", "grad_scales_ptr", "grad_means_ptr")
     _compile(
         gaussian._gaussian_rate_bwd_kernel,
-        {"grad_bits_ptr": "*fp32", **tensors, "row_len": "i32", "programs_per_row": "i32", **bounds, "mean_steps": "fp32"},
-        {**flags, "HAS_MEANS": needs[2] or mean_grid, "MEAN_GRID": mean_grid},
+        {"grad_bits_ptr": "*fp32", **inputs, **outputs, "row_len": "i32", "programs_per_row": "i32", **bounds, "mean_steps": "fp32"},
+        {**flags, "HAS_MEANS": needs[2] or mean_grid, "MEAN_GRID": mean_grid, "LATENT": latent},
     )
 
 

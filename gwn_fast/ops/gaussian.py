@@ -124,9 +124,14 @@ def gaussian_rate(
     smooth: bool,
     per_batch: bool,
     mean_steps: int,
+    latent: torch.Tensor | None,
     impl: str,
 ) -> torch.Tensor:
-    """Total bits (a scalar), or bits per sample ``[B]`` when ``per_batch``; float32 or wider."""
+    """Total bits (a scalar), or bits per sample ``[B]`` when ``per_batch``; float32 or wider.
+
+    ``latent`` (``"smooth"`` with the encoder's unrounded output, shape of ``y``) changes
+    only the backward: the latent gets the continuous rate's gradient, ``y`` none (see
+    :func:`gwn_fast.ops.reference.gaussian_rate_backward_ref`). The value is always at ``y``."""
     if use_triton(impl, y):
         return kernel_module("gaussian").gaussian_rate_forward(
             y, scales, means, scale_bound, likelihood_bound, round_residual, per_batch, mean_steps=mean_steps
@@ -137,7 +142,7 @@ def gaussian_rate(
 
 
 @gaussian_rate.register_fake
-def _(y, scales, means, scale_bound, likelihood_bound, round_residual, smooth, per_batch, mean_steps, impl):
+def _(y, scales, means, scale_bound, likelihood_bound, round_residual, smooth, per_batch, mean_steps, latent, impl):
     shape = (y.shape[0],) if per_batch else ()
     return y.new_empty(shape, dtype=torch.promote_types(y.dtype, torch.float32))
 
@@ -157,9 +162,11 @@ def gaussian_rate_backward(
     need_y: bool,
     need_scales: bool,
     need_means: bool,
+    latent: torch.Tensor | None,
     impl: str,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """``(grad_y, grad_scales, grad_means)`` of :func:`gaussian_rate`; unneeded ones empty."""
+    """``(grad_y, grad_scales, grad_means)`` of :func:`gaussian_rate`; unneeded ones empty.
+    With ``latent`` the first is the latent's gradient (``need_y`` asks for it)."""
     args = (
         y,
         scales,
@@ -172,8 +179,8 @@ def gaussian_rate_backward(
         (need_y, need_scales, need_means),
     )
     if use_triton(impl, y):
-        return kernel_module("gaussian").gaussian_rate_backward(grad_bits, *args, mean_steps=mean_steps)
-    return reference.gaussian_rate_backward_ref(grad_bits, *args, mean_steps=mean_steps)
+        return kernel_module("gaussian").gaussian_rate_backward(grad_bits, *args, mean_steps=mean_steps, latent=latent)
+    return reference.gaussian_rate_backward_ref(grad_bits, *args, mean_steps=mean_steps, latent=latent)
 
 
 @gaussian_rate_backward.register_fake
@@ -191,26 +198,29 @@ def _(
     need_y,
     need_scales,
     need_means,
+    latent,
     impl,
 ):
     return _fake_grads(y, means, need_y, need_scales, need_means)
 
 
 def _setup_rate(ctx, inputs, output):
-    y, scales, means, scale_bound, likelihood_bound, round_residual, smooth, per_batch, mean_steps, impl = inputs
-    ctx.save_for_backward(y, scales, means)
+    y, scales, means, scale_bound, likelihood_bound, round_residual, smooth, per_batch, mean_steps, latent, impl = inputs
+    ctx.save_for_backward(y, scales, means, latent)
     ctx.options = (scale_bound, likelihood_bound, round_residual, smooth, per_batch, mean_steps)
     ctx.impl = impl
 
 
 def _backward_rate(ctx, grad_bits):
-    y, scales, means = ctx.saved_tensors
+    y, scales, means, latent = ctx.saved_tensors
     need_y, need_scales, need_means = ctx.needs_input_grad[:3]
-    grad_y, grad_scales, grad_means = gaussian_rate_backward(
-        grad_bits, y, scales, means, *ctx.options, need_y, need_scales, need_means, ctx.impl
+    # With a latent, the first gradient is the latent's and y gets none.
+    need_first = ctx.needs_input_grad[9] if latent is not None else need_y
+    grad_first, grad_scales, grad_means = gaussian_rate_backward(
+        grad_bits, y, scales, means, *ctx.options, need_first, need_scales, need_means, latent, ctx.impl
     )
     return (
-        grad_y if need_y else None,
+        grad_first if need_y and latent is None else None,
         grad_scales if need_scales else None,
         grad_means if need_means and means is not None else None,
         None,
@@ -219,6 +229,7 @@ def _backward_rate(ctx, grad_bits):
         None,
         None,
         None,
+        grad_first if latent is not None and need_first else None,
         None,
     )
 

@@ -584,6 +584,7 @@ def gaussian_rate_backward_ref(
     per_batch: bool = False,
     needs: tuple[bool, bool, bool] = (True, True, True),
     mean_steps: int = 1,
+    latent: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Gradients of :func:`gaussian_rate_ref` for ``grad_bits`` (a scalar, or ``[B]``).
 
@@ -593,8 +594,25 @@ def gaussian_rate_backward_ref(
     two rates' gradients to ``y`` and ``scales``, ``J (b_above - b_below)`` to ``means``.
     Returns ``(grad_y, grad_scales, grad_means)`` as
     :func:`gaussian_likelihood_backward_ref` does.
+
+    ``latent`` (shape of ``y``; ``rate_grad="smooth"`` with the encoder's unrounded
+    output): the first gradient is then the latent's, the continuous rate's derivative at
+    ``latent - means`` (no binning, ``smooth`` ignored), and ``scales``/``means`` get the
+    exact rate's gradients at ``y`` (``y`` itself gets none): what the two passes ``rate(y)
+    (y detached)`` and ``rate(latent, unrounded; scales and means detached)`` give, in one.
     """
     mean_steps = check_mean_steps(mean_steps)
+    if latent is not None:
+        need_latent, need_scales, need_means = needs
+        grad_latent = gaussian_rate_backward_ref(
+            grad_bits, latent, scales, means, scale_bound, likelihood_bound, False, False, per_batch,
+            (need_latent, False, False), mean_steps,
+        )[0]
+        _, grad_scales, grad_means = gaussian_rate_backward_ref(
+            grad_bits, y, scales, means, scale_bound, likelihood_bound, round_residual, False, per_batch,
+            (False, need_scales, need_means), mean_steps,
+        )
+        return grad_latent, grad_scales, grad_means
     rows, row_len = _rows(y, per_batch)
     per_row = grad_bits.to(_compute_dtype(y.dtype, True)).reshape(rows)
     if per_batch:

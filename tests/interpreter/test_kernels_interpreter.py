@@ -133,6 +133,40 @@ def test_gaussian_rate_kernels_with_mean_steps_match_the_reference(dtype, shape_
         assert not torch.allclose(grads["bits"][2], -grads["bits"][0])
 
 
+def _smooth_latent_outputs(latent, scales, means, steps):
+    """``"smooth"`` rate with the encoder's unrounded output (one op: the latent gets the
+    continuous rate's derivative, scales and means the exact rate's at the rounded y)."""
+    y = latent + (torch.round(latent) - latent).detach()
+    kw = {"rate_grad": "smooth", "latent": latent, "mean_steps": steps}
+    bits = F.gaussian_rate(y, scales, means, **kw)
+    per_sample = F.gaussian_rate(y, scales, means, reduction="batch", **kw)
+    upstream_rows = torch.rand(per_sample.shape, generator=torch.Generator().manual_seed(7)).to(per_sample.dtype) - 0.25
+    grads_bits = torch.autograd.grad(bits, (latent, scales, means))
+    grads_rows = torch.autograd.grad(per_sample, (latent, scales, means), upstream_rows)
+    return {"bits": bits, "per_sample": per_sample}, {"bits": grads_bits, "rows": grads_rows}
+
+
+@pytest.mark.parametrize("steps", [1, 8])
+@pytest.mark.parametrize("shape_id", list(SHAPES))
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+def test_smooth_rate_kernel_with_a_latent_matches_the_reference(dtype, shape_id, steps):
+    # The kernel's LATENT path: gradients at two points (the latent, unrounded; y, binned)
+    # in one backward, per-sample upstreams of both signs.
+    latent, scales, means = _make(shape_id, dtype)
+    inputs = (latent, scales, _on_and_off_the_grid(means, steps))
+    with backend("triton"):
+        values, grads = _smooth_latent_outputs(*_leaves(inputs), steps)
+    with backend("reference"):
+        values32, grads32 = _smooth_latent_outputs(*_leaves(inputs, torch.float32), steps)
+        _, grads_dtype = _smooth_latent_outputs(*_leaves(inputs), steps)
+    y = torch.round(latent)
+    ref_dtype = {
+        key: reference.gaussian_rate_ref(y, scales, inputs[2], per_batch=key == "per_sample", upcast=False, mean_steps=steps)
+        for key in values
+    }
+    _assert_within_rules(values, grads, values32, grads32, ref_dtype, grads_dtype, dtype)
+
+
 @pytest.mark.parametrize("round_residual", [True, False])
 def test_gaussian_kernels_without_means_and_without_rounding(round_residual):
     y, scales, _ = _make("odd-3d", torch.float32)
