@@ -37,12 +37,15 @@ def boundaries():
     sweep("digits", betas=(1.0,), setting="dependent", out_dir=ROOT / "dependent_beta1", epochs=EPOCHS, progress=False)
 
 
+ARCHITECTURES = ("shared", "separated", "combined", "independent", "joint")
+
+
 def arch():
-    sweep("digits", betas=(1.0,), alphas=(0.03, 0.1, 0.3, 1.0),
-          architectures=("shared", "separated", "combined", "independent", "joint"),
-          out_dir=ROOT / "arch_digits", epochs=EPOCHS, progress=False)
-    sweep("digits", betas=(2.0,), alphas=(0.03, 0.1, 0.3, 1.0), architectures=("shared",),
-          out_dir=ROOT / "arch_digits_receive", epochs=EPOCHS, progress=False)
+    # 5 architectures x 5 alphas x 3 seeds at beta = 1 (BD-rate on Rt against joint).
+    # GWN_ARCHS=a,b runs a subset (two workers split the grid); GWN_EPOCHS shortens runs.
+    archs = tuple(os.environ["GWN_ARCHS"].split(",")) if os.environ.get("GWN_ARCHS") else ARCHITECTURES
+    sweep("digits", betas=(1.0,), alphas=(0.1, 0.2, 0.3, 0.5, 1.0), seeds=(0, 1, 2), architectures=archs,
+          out_dir=ROOT / "arch_digits_3seeds", epochs=EPOCHS, progress=False)
 
 
 def synthetic():

@@ -77,6 +77,46 @@ def safe_bd(anchor, test):
         return f"n/a ({err})"
 
 
+def summarize_architectures(rows):
+    """The architectures over alpha x seed at beta = 1: payload rates (bytes minus the
+    streams' fixed cost) against quality; BD-rate on Rt against joint per seed (5 alphas
+    each), then its mean and range over the seeds."""
+    print("### arch_digits_3seeds (beta = 1, payload bits/image)\n")
+    print("| arch | alpha | R0 | R1 | R2 | Rt | acc digit | acc colour | seeds |\n|---|---|---|---|---|---|---|---|---|")
+    groups = defaultdict(list)
+    for r in rows:
+        groups[(r["architecture"], r["alpha"])].append(r)
+    for (name, alpha), runs in sorted(groups.items()):
+        def mean(key, runs=runs):
+            return sum(r[key] for r in runs) / len(runs)
+        print(f"| {name} | {alpha:g} | {mean('payload_r0'):.2f} | {mean('payload_r1'):.2f} | {mean('payload_r2'):.2f} | "
+              f"{mean('payload_rate_transmit'):.2f} | {mean('acc1'):.3f} | {mean('acc2'):.3f} | {len(runs)} |")
+    print()
+    by = defaultdict(lambda: defaultdict(list))
+    for r in rows:
+        by[r["architecture"]][r["seed"]].append((r["payload_rate_transmit"], plots.quality_of(r)))
+    if "joint" not in by:
+        return
+    print("BD-rate on payload Rt against joint (quality = acc digit + acc colour; cubic fit of log-rate; "
+          "one BD-rate per seed over its 5 alphas):\n")
+    print("| codec | per seed | mean |\n|---|---|---|")
+    for name in sorted(by):
+        if name == "joint":
+            continue
+        values = {}
+        for seed, curve_points in sorted(by[name].items()):
+            anchor = by["joint"].get(seed)
+            try:
+                values[seed] = bd_rate(anchor, curve_points) if anchor else None
+            except ValueError:
+                values[seed] = None
+        shown = ", ".join(f"{seed}: {v:+.1f}%" if v is not None else f"{seed}: n/a" for seed, v in values.items())
+        valid = [v for v in values.values() if v is not None]
+        mean_text = f"{sum(valid) / len(valid):+.1f}% ({len(valid)} seeds)" if valid else "n/a"
+        print(f"| {name} | {shown} | {mean_text} |")
+    print()
+
+
 def main():
     FIGURES.mkdir(exist_ok=True)
     for block in ("beta_digits", "beta_digits_long", "independent_beta2", "dependent_beta1",
@@ -115,6 +155,10 @@ def main():
                 print(f"| {name} | {safe_bd(curve(by['joint'], 'rate_transmit'), curve(rows, 'rate_transmit'))} | "
                       f"{safe_bd(curve(by['joint'], 'rate_receive'), curve(rows, 'rate_receive'))} |")
             print()
+
+    arch3 = load("arch_digits_3seeds")
+    if arch3:
+        summarize_architectures(arch3)
 
     syn = load("synthetic")
     if syn:

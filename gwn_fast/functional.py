@@ -162,7 +162,9 @@ _RATE_GRAD_DOC = """``rate_grad`` chooses how gradients reach the latent. ``y`` 
       gradients to ``means``/``scales`` are ``"ste"``'s; the gradient to the latent is
       ``d/du`` of the continuous rate ``-log2(Phi((u - mean + 1/2)/s) - Phi((u - mean -
       1/2)/s))`` at the *unrounded* ``u``, and it reaches ``latent`` (``y`` gets none when
-      ``latent`` is given). It pulls an element inside its bin toward the mean.
+      ``latent`` is given). It pulls an element inside its bin toward the mean. Without
+      ``latent`` (``u = y``) every derivative, ``means``/``scales`` included, is taken at
+      the unrounded residual.
     - ``"noise"``: CompressAI's proxy: the value and every gradient at ``u + U(-1/2, 1/2)``
       (a fresh sample), no binning; ``y`` gets no gradient when ``latent`` is given."""
 
@@ -192,7 +194,9 @@ def gaussian_likelihood(
 
     {rate_grad_doc}
     ``-log2`` of this likelihood has the values and gradients of :func:`gaussian_rate` in
-    every mode.
+    every mode when ``latent`` is given (the codec's use). For ``"smooth"`` without
+    ``latent`` its gradient divides the continuous ``p'`` by the binned ``p``, where the
+    rate divides by the continuous one.
 
     Args:
         y: floating tensor, any shape ``S``.
