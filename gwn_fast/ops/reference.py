@@ -404,7 +404,7 @@ def _bound_never_blocks(grad_bits: torch.Tensor) -> bool:
 
 
 def _grads_chunk(
-    grad_residual: torch.Tensor,
+    grad_residual: torch.Tensor | None,
     grad_scale: torch.Tensor | None,
     upstream: torch.Tensor,
     y: torch.Tensor,
@@ -416,7 +416,8 @@ def _grads_chunk(
     rate: bool,
     mask_likelihood_bound: bool,
 ) -> torch.Tensor:
-    """Writes the gradients w.r.t. the residual and the raw scale of one chunk.
+    """Writes the gradients w.r.t. the residual and the raw scale of one chunk (either
+    output may be None: not computed).
 
     ``upstream``: dL/d(likelihood) per element, or dL/d(bits) (``rate``; a 0-d tensor or
     one value per element). Same rules as the kernels: CompressAI's LowerBound rule for
@@ -447,7 +448,8 @@ def _grads_chunk(
         torch.where(scales < scale_bound, unbounded.clamp_max(0.0), unbounded, out=grad_scale)
     # e_lo >= e_hi since |x_lo| <= |x_hi|; copysign applies d|r|/dr = sign(r) (and the two
     # are equal at r = 0, where the derivative is 0).
-    torch.mul(torch.copysign(e_lo.sub_(e_hi), residual), negative_factor, out=grad_residual)
+    if grad_residual is not None:
+        torch.mul(torch.copysign(e_lo.sub_(e_hi), residual), negative_factor, out=grad_residual)
     return twice
 
 
@@ -499,14 +501,20 @@ def _backward(
 
 
 def _mean_grid_backward(
-    upstream_of, y, scales, means, scale_bound, likelihood_bound, round_residual, smooth, mean_steps, needs, mask_likelihood_bound
+    upstream_of, y, scales, means, scale_bound, likelihood_bound, round_residual, smooth, mean_steps, needs, mask_likelihood_bound,
+    latent=None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Gradients of the expected rate over the mean's two grid neighbours (``J > 1``):
     ``y`` and ``scales`` get ``(1 - t)`` times the lower neighbour's rate gradient plus
     ``t`` times the upper one's (each with its own bound rules, as two rate passes would);
-    ``means`` only ``J (b_above - b_below)`` through ``t`` (the neighbours are constants)."""
+    ``means`` only ``J (b_above - b_below)`` through ``t`` (the neighbours are constants).
+    With ``latent`` the first gradient is the latent's, taken unrounded at ``latent``, and
+    the others are the exact ones at ``y`` (``smooth`` is then ignored), in the same loop."""
     dtype = _compute_dtype(y.dtype, True)
     flat_y, flat_scales, flat_means = _flat(y, dtype), _flat(scales, dtype), _flat(means, dtype)
+    flat_latent = _flat(latent, dtype)
+    if latent is not None:
+        smooth = False
     n = y.numel()
     need_y, need_scales, need_means = needs
     grad_y, grad_scales, grad_means = (
@@ -520,16 +528,24 @@ def _mean_grid_backward(
         # Each neighbour's rate gradient, taken for its share of the upstream gradient (as
         # in two passes: the bound rules see the weighted upstream), in one [2, n] pass.
         weights = torch.stack((1.0 - t, t)).mul_(upstream)
-        grad_residual = torch.empty_like(neighbours)
+        grad_residual = torch.empty_like(neighbours) if need_y else None
         grad_scale = torch.empty_like(neighbours) if need_scales else None
         options = (scale_bound, likelihood_bound, grads_round, True, mask_likelihood_bound)
-        twice = _grads_chunk(grad_residual, grad_scale, weights, chunk_y, chunk_scales, neighbours, *options)
+        twice = None
+        if latent is None:
+            twice = _grads_chunk(grad_residual, grad_scale, weights, chunk_y, chunk_scales, neighbours, *options)
+        else:
+            if need_y:  # the latent's: unrounded, no binning
+                unrounded = (scale_bound, likelihood_bound, False, True, mask_likelihood_bound)
+                _grads_chunk(grad_residual, None, weights, flat_latent[part], chunk_scales, neighbours, *unrounded)
+            if need_scales:
+                twice = _grads_chunk(None, grad_scale, weights, chunk_y, chunk_scales, neighbours, *options)
         if need_y:
             grad_y[part] = grad_residual[0].add_(grad_residual[1])
         if need_scales:
             grad_scales[part] = grad_scale[0].add_(grad_scale[1])
         if need_means:
-            if grads_round != round_residual:  # "smooth" took the derivatives unrounded
+            if twice is None or grads_round != round_residual:  # none yet, or unrounded ("smooth")
                 bits = _chunk_bits(chunk_y, chunk_scales, neighbours, scale_bound, likelihood_bound, round_residual)
             else:
                 bits = _bits_of(twice, likelihood_bound)
@@ -602,7 +618,7 @@ def gaussian_rate_backward_ref(
     (y detached)`` and ``rate(latent, unrounded; scales and means detached)`` give, in one.
     """
     mean_steps = check_mean_steps(mean_steps)
-    if latent is not None:
+    if latent is not None and not (mean_steps > 1 and means is not None):
         need_latent, need_scales, need_means = needs
         grad_latent = gaussian_rate_backward_ref(
             grad_bits, latent, scales, means, scale_bound, likelihood_bound, False, False, per_batch,
@@ -628,7 +644,7 @@ def gaussian_rate_backward_ref(
     if mean_steps > 1 and means is not None:  # without means, mu = 0 is on the grid
         _check_bounds(scale_bound, likelihood_bound)
         options = (scale_bound, likelihood_bound, round_residual, smooth, mean_steps)
-        return _mean_grid_backward(upstream_of, y, scales, means, *options, tuple(needs), mask_likelihood_bound)
+        return _mean_grid_backward(upstream_of, y, scales, means, *options, tuple(needs), mask_likelihood_bound, latent)
     return _backward(
         upstream_of,
         y,
