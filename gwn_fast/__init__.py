@@ -8,6 +8,14 @@ Public pieces so far:
   (checkpoints are read with ``torch.load(weights_only=True)``: see :mod:`gwn_fast.checkpoint`).
 """
 
+import warnings as _warnings
+
+with _warnings.catch_warnings():
+    # CompressAI imports torch_geometric, whose module-level torch.jit.script calls warn on
+    # every import under recent torch: silence that one warning, for this import only.
+    _warnings.filterwarnings("ignore", message=r"`torch\.jit\.script` is deprecated", category=FutureWarning)
+    import compressai  # noqa: F401
+
 from gwn_fast import container, functional
 from gwn_fast.checkpoint import CheckpointError
 from gwn_fast.coder import BitstreamError

@@ -39,3 +39,14 @@ def test_compress_split_decompress(tmp_path, checkpoint, capsys):
     assert "private2" in err and len(err.strip().splitlines()) == 1
     with pytest.raises(ValueError, match="private2"):
         main([*args, "--debug"])
+
+
+def test_importing_gwn_fast_prints_no_dependency_deprecation_noise():
+    # CompressAI's import of torch_geometric warns about torch.jit.script on every import;
+    # gwn_fast (and so every gwn-fast command) silences that one warning for that import.
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-c", "import gwn_fast"], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "torch.jit.script" not in done.stderr
