@@ -41,12 +41,16 @@ def test_compress_split_decompress(tmp_path, checkpoint, capsys):
         main([*args, "--debug"])
 
 
-def test_importing_gwn_fast_prints_no_dependency_deprecation_noise():
+def test_importing_gwn_fast_prints_no_dependency_deprecation_noise(tmp_path):
     # CompressAI's import of torch_geometric warns about torch.jit.script on every import;
     # gwn_fast (and so every gwn-fast command) silences that one warning for that import.
+    # (Run outside the checkout: "-c" puts the cwd first on sys.path, and the source tree
+    # has no compiled extension.)
     import subprocess
     import sys
 
-    done = subprocess.run([sys.executable, "-c", "import gwn_fast"], capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-c", "import gwn_fast"], capture_output=True, text=True, timeout=120, cwd=tmp_path
+    )
     assert done.returncode == 0, done.stderr
     assert "torch.jit.script" not in done.stderr
