@@ -120,26 +120,60 @@ def _bin_mass(a, s):
 
 
 @triton.jit
-def _load_residual_and_scale(y_ptr, scales_ptr, means_ptr, offsets, mask, HAS_MEANS: tl.constexpr):
+def _load_residuals_and_scale(
+    y_ptr, latent_ptr, scales_ptr, means_ptr, offsets, mask, HAS_MEANS: tl.constexpr, LATENT: tl.constexpr
+):
+    # (y - mean, latent - mean, scale), the mean loaded once; without LATENT the second is
+    # the first (latent_ptr is not read).
     residual = tl.load(y_ptr + offsets, mask=mask, other=0.0).to(tl.float32)
+    latent = residual
+    if LATENT:
+        latent = tl.load(latent_ptr + offsets, mask=mask, other=0.0).to(tl.float32)
     if HAS_MEANS:
-        residual = residual - tl.load(means_ptr + offsets, mask=mask, other=0.0).to(tl.float32)
+        mean = tl.load(means_ptr + offsets, mask=mask, other=0.0).to(tl.float32)
+        residual = residual - mean
+        latent = latent - mean
     scale = tl.load(scales_ptr + offsets, mask=mask, other=1.0).to(tl.float32)
+    return residual, latent, scale
+
+
+@triton.jit
+def _load_residual_and_scale(y_ptr, scales_ptr, means_ptr, offsets, mask, HAS_MEANS: tl.constexpr):
+    residual, _, scale = _load_residuals_and_scale(y_ptr, y_ptr, scales_ptr, means_ptr, offsets, mask, HAS_MEANS, False)
     return residual, scale
 
 
 @triton.jit
+def _grid_residuals(x, low, mean_steps):
+    # x minus the mean's two grid neighbours, in the order of operations of the two-pass
+    # formula (J mu, floor, then low / J).
+    return x - low / mean_steps, x - (low + 1.0) / mean_steps
+
+
+@triton.jit
 def _load_mean_grid(y_ptr, scales_ptr, means_ptr, offsets, mask, mean_steps):
-    # The residuals at the mean's two grid neighbours and the upper one's weight t, in the
-    # order of operations of the two-pass formula (J mu, floor, then low / J).
+    # The residuals at the mean's two grid neighbours, the upper one's weight t, the scale
+    # and low = floor(J mu) (for other values' residuals, see _grid_residuals).
     y = tl.load(y_ptr + offsets, mask=mask, other=0.0).to(tl.float32)
     scaled = tl.load(means_ptr + offsets, mask=mask, other=0.0).to(tl.float32) * mean_steps
     low = tl.math.floor(scaled)
     t = scaled - low
-    residual_below = y - low / mean_steps
-    residual_above = y - (low + 1.0) / mean_steps
+    residual_below, residual_above = _grid_residuals(y, low, mean_steps)
     scale = tl.load(scales_ptr + offsets, mask=mask, other=1.0).to(tl.float32)
-    return residual_below, residual_above, t, scale
+    return residual_below, residual_above, t, scale, low
+
+
+@triton.jit
+def _mean_grid_rate_grads(below, above, t, scale, grad_bits, scale_bound, likelihood_bound, ROUND: tl.constexpr, SMOOTH: tl.constexpr):
+    # The t-weighted mix of the two neighbours' rate gradients (residual, scale), each
+    # neighbour with its share of the upstream (its own bound rules), and both masses.
+    grad_below, grad_scale_below, mass_below = _gaussian_grads(
+        below, scale, grad_bits * (1.0 - t), scale_bound, likelihood_bound, ROUND=ROUND, SMOOTH=SMOOTH, RATE=True
+    )
+    grad_above, grad_scale_above, mass_above = _gaussian_grads(
+        above, scale, grad_bits * t, scale_bound, likelihood_bound, ROUND=ROUND, SMOOTH=SMOOTH, RATE=True
+    )
+    return grad_below + grad_above, grad_scale_below + grad_scale_above, mass_below, mass_above
 
 
 @triton.jit
@@ -200,7 +234,7 @@ def _gaussian_rate_fwd_kernel(
     # The likelihood never leaves registers: each program writes one partial sum of bits.
     _, offsets, mask = _row_offsets(programs_per_row, row_len, BLOCK)
     if MEAN_GRID:
-        below, above, t, scale = _load_mean_grid(y_ptr, scales_ptr, means_ptr, offsets, mask, mean_steps)
+        below, above, t, scale, _ = _load_mean_grid(y_ptr, scales_ptr, means_ptr, offsets, mask, mean_steps)
         bits_below = -tl.log2(_likelihood(below, scale, scale_bound, likelihood_bound, ROUND))
         bits_above = -tl.log2(_likelihood(above, scale, scale_bound, likelihood_bound, ROUND))
         bits = bits_below + t * (bits_above - bits_below)
@@ -341,15 +375,10 @@ def _gaussian_rate_bwd_kernel(
     row, offsets, mask = _row_offsets(programs_per_row, row_len, BLOCK)
     grad_bits = tl.load(grad_bits_ptr + row).to(tl.float32)  # one upstream value per row
     if MEAN_GRID:
-        below, above, t, scale = _load_mean_grid(y_ptr, scales_ptr, means_ptr, offsets, mask, mean_steps)
-        grad_below, grad_scale_below, mass_below = _gaussian_grads(
-            below, scale, grad_bits * (1.0 - t), scale_bound, likelihood_bound, ROUND=ROUND, SMOOTH=SMOOTH, RATE=True
+        below, above, t, scale, low = _load_mean_grid(y_ptr, scales_ptr, means_ptr, offsets, mask, mean_steps)
+        grad_residual, grad_scale, mass_below, mass_above = _mean_grid_rate_grads(
+            below, above, t, scale, grad_bits, scale_bound, likelihood_bound, ROUND=ROUND, SMOOTH=SMOOTH
         )
-        grad_above, grad_scale_above, mass_above = _gaussian_grads(
-            above, scale, grad_bits * t, scale_bound, likelihood_bound, ROUND=ROUND, SMOOTH=SMOOTH, RATE=True
-        )
-        grad_residual = grad_below + grad_above
-        grad_scale = grad_scale_below + grad_scale_above
         grad_mean = grad_residual  # a placeholder where NEED_MEANS is off
         if NEED_MEANS:
             # d/d mu of b_below + t (b_above - b_below): J (b_above - b_below), with the
@@ -362,24 +391,22 @@ def _gaussian_rate_bwd_kernel(
                 p_above = _lower_bound(mass_above, likelihood_bound)
             grad_mean = (tl.log2(p_below) - tl.log2(p_above)) * grad_bits * mean_steps
         if LATENT:
-            below, above, _, _ = _load_mean_grid(latent_ptr, scales_ptr, means_ptr, offsets, mask, mean_steps)
-            grad_below, _, _ = _gaussian_grads(
-                below, scale, grad_bits * (1.0 - t), scale_bound, likelihood_bound, ROUND=False, SMOOTH=False, RATE=True
+            latent = tl.load(latent_ptr + offsets, mask=mask, other=0.0).to(tl.float32)
+            below, above = _grid_residuals(latent, low, mean_steps)
+            grad_residual, _, _, _ = _mean_grid_rate_grads(
+                below, above, t, scale, grad_bits, scale_bound, likelihood_bound, ROUND=False, SMOOTH=False
             )
-            grad_above, _, _ = _gaussian_grads(
-                above, scale, grad_bits * t, scale_bound, likelihood_bound, ROUND=False, SMOOTH=False, RATE=True
-            )
-            grad_residual = grad_below + grad_above
     else:
-        residual, scale = _load_residual_and_scale(y_ptr, scales_ptr, means_ptr, offsets, mask, HAS_MEANS)
+        residual, latent_residual, scale = _load_residuals_and_scale(
+            y_ptr, latent_ptr, scales_ptr, means_ptr, offsets, mask, HAS_MEANS, LATENT
+        )
         grad_residual, grad_scale, _ = _gaussian_grads(
             residual, scale, grad_bits, scale_bound, likelihood_bound, ROUND=ROUND, SMOOTH=SMOOTH, RATE=True
         )
         grad_mean = -grad_residual
         if LATENT:
-            residual, _ = _load_residual_and_scale(latent_ptr, scales_ptr, means_ptr, offsets, mask, HAS_MEANS)
             grad_residual, _, _ = _gaussian_grads(
-                residual, scale, grad_bits, scale_bound, likelihood_bound, ROUND=False, SMOOTH=False, RATE=True
+                latent_residual, scale, grad_bits, scale_bound, likelihood_bound, ROUND=False, SMOOTH=False, RATE=True
             )
     _store_grads(
         grad_residual, grad_scale, grad_mean, grad_y_ptr, grad_scales_ptr, grad_means_ptr, offsets, mask, NEED_Y, NEED_SCALES, NEED_MEANS
