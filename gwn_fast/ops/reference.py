@@ -454,11 +454,16 @@ def _grads_chunk(
 
 
 def _backward(
-    upstream_of, y, scales, means, scale_bound, likelihood_bound, round_residual, rate, needs, mask_likelihood_bound=True
+    upstream_of, y, scales, means, scale_bound, likelihood_bound, round_residual, rate, needs, mask_likelihood_bound=True,
+    latent=None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Chunked gradients ``(grad_y, grad_scales, grad_means)``. With ``latent`` (the rate's
+    ``"smooth"`` with the encoder's output) the first is the latent's, taken unrounded at
+    ``latent``, and ``scales``/``means`` get the gradients at ``y``, in the same loop."""
     _check_bounds(scale_bound, likelihood_bound)
     dtype = _compute_dtype(y.dtype, True)
     flat_y, flat_scales, flat_means = _flat(y, dtype), _flat(scales, dtype), _flat(means, dtype)
+    flat_latent = _flat(latent, dtype)
     n = y.numel()
     need_y, need_scales, need_means = needs[0], needs[1], needs[2] and means is not None
     # Only the requested outputs are allocated (distinct tensors: op outputs must not alias),
@@ -467,34 +472,35 @@ def _backward(
         torch.empty(n if need else 0, dtype=y.dtype, device=y.device) for need in (need_y, need_scales, need_means)
     )
     cast = dtype != y.dtype
-    if need_y or need_scales or need_means:
-        for part in _chunks(n):
-            chunk_residual = grad_y[part] if need_y and not cast else torch.empty(part.stop - part.start, dtype=dtype, device=y.device)
-            chunk_scale = None
-            if need_scales:
-                chunk_scale = grad_scales[part] if not cast else torch.empty_like(chunk_residual)
-            _grads_chunk(
-                chunk_residual,
-                chunk_scale,
-                upstream_of(part),
-                flat_y[part],
-                flat_scales[part],
-                flat_means[part] if flat_means is not None else None,
-                scale_bound,
-                likelihood_bound,
-                round_residual,
-                rate,
-                mask_likelihood_bound,
-            )
-            if need_y and cast:
-                grad_y[part] = chunk_residual
-            if need_scales and cast:
-                grad_scales[part] = chunk_scale
-            if need_means:
-                if cast:
-                    grad_means[part] = chunk_residual.neg()
-                else:
-                    torch.neg(chunk_residual, out=grad_means[part])
+    # y's own residual gradient: the first output, or (negated) the means'.
+    y_residual = (need_y and latent is None) or need_means
+    for part in _chunks(n) if (need_y or need_scales or need_means) else ():
+        chunk_means = flat_means[part] if flat_means is not None else None
+        upstream = upstream_of(part)
+        chunk_residual = chunk_scale = None
+        if y_residual:
+            direct = need_y and latent is None and not cast
+            chunk_residual = grad_y[part] if direct else torch.empty(part.stop - part.start, dtype=dtype, device=y.device)
+        if need_scales:
+            chunk_scale = grad_scales[part] if not cast else torch.empty(part.stop - part.start, dtype=dtype, device=y.device)
+        if chunk_residual is not None or chunk_scale is not None:
+            options = (scale_bound, likelihood_bound, round_residual, rate, mask_likelihood_bound)
+            _grads_chunk(chunk_residual, chunk_scale, upstream, flat_y[part], flat_scales[part], chunk_means, *options)
+        if latent is not None and need_y:
+            chunk_latent = grad_y[part] if not cast else torch.empty(part.stop - part.start, dtype=dtype, device=y.device)
+            options = (scale_bound, likelihood_bound, False, rate, mask_likelihood_bound)
+            _grads_chunk(chunk_latent, None, upstream, flat_latent[part], flat_scales[part], chunk_means, *options)
+            if cast:
+                grad_y[part] = chunk_latent
+        elif need_y and cast:
+            grad_y[part] = chunk_residual
+        if need_scales and cast:
+            grad_scales[part] = chunk_scale
+        if need_means:
+            if cast:
+                grad_means[part] = chunk_residual.neg()
+            else:
+                torch.neg(chunk_residual, out=grad_means[part])
     return tuple(
         grad.reshape(y.shape) if need else grad for grad, need in zip((grad_y, grad_scales, grad_means), (need_y, need_scales, need_means))
     )
@@ -509,12 +515,10 @@ def _mean_grid_backward(
     ``t`` times the upper one's (each with its own bound rules, as two rate passes would);
     ``means`` only ``J (b_above - b_below)`` through ``t`` (the neighbours are constants).
     With ``latent`` the first gradient is the latent's, taken unrounded at ``latent``, and
-    the others are the exact ones at ``y`` (``smooth`` is then ignored), in the same loop."""
+    the others are those at ``y``, in the same loop."""
     dtype = _compute_dtype(y.dtype, True)
     flat_y, flat_scales, flat_means = _flat(y, dtype), _flat(scales, dtype), _flat(means, dtype)
     flat_latent = _flat(latent, dtype)
-    if latent is not None:
-        smooth = False
     n = y.numel()
     need_y, need_scales, need_means = needs
     grad_y, grad_scales, grad_means = (
@@ -618,17 +622,8 @@ def gaussian_rate_backward_ref(
     (y detached)`` and ``rate(latent, unrounded; scales and means detached)`` give, in one.
     """
     mean_steps = check_mean_steps(mean_steps)
-    if latent is not None and not (mean_steps > 1 and means is not None):
-        need_latent, need_scales, need_means = needs
-        grad_latent = gaussian_rate_backward_ref(
-            grad_bits, latent, scales, means, scale_bound, likelihood_bound, False, False, per_batch,
-            (need_latent, False, False), mean_steps,
-        )[0]
-        _, grad_scales, grad_means = gaussian_rate_backward_ref(
-            grad_bits, y, scales, means, scale_bound, likelihood_bound, round_residual, False, per_batch,
-            (False, need_scales, need_means), mean_steps,
-        )
-        return grad_latent, grad_scales, grad_means
+    if latent is not None:
+        smooth = False  # the latent's derivative is the unrounded one; y's are exact
     rows, row_len = _rows(y, per_batch)
     per_row = grad_bits.to(_compute_dtype(y.dtype, True)).reshape(rows)
     if per_batch:
@@ -656,6 +651,7 @@ def gaussian_rate_backward_ref(
         True,
         needs,
         mask_likelihood_bound=mask_likelihood_bound,
+        latent=latent,
     )
 
 
