@@ -99,15 +99,21 @@ def _on_and_off_the_grid(means, steps):
     return torch.where(pick > 0.7, torch.round(means.float()) + 0.5, grid).to(means.dtype)
 
 
-def _mean_grid_outputs(y, scales, means, rate_grad, round_residual, steps):
-    """Total and per-sample bits with ``mean_steps``, and the gradients of each."""
-    kw = {"rate_grad": rate_grad, "round_residual": round_residual, "mean_steps": steps}
+def _rate_outputs(y, scales, means, wrt, **kw):
+    """Total and per-sample bits of ``F.gaussian_rate(..., **kw)``, and the gradients of
+    each with respect to ``wrt`` (per-sample upstreams of both signs)."""
     bits = F.gaussian_rate(y, scales, means, **kw)
     per_sample = F.gaussian_rate(y, scales, means, reduction="batch", **kw)
     upstream_rows = torch.rand(per_sample.shape, generator=torch.Generator().manual_seed(7)).to(per_sample.dtype) - 0.25
-    grads_bits = torch.autograd.grad(bits, (y, scales, means))
-    grads_rows = torch.autograd.grad(per_sample, (y, scales, means), upstream_rows)
+    grads_bits = torch.autograd.grad(bits, wrt)
+    grads_rows = torch.autograd.grad(per_sample, wrt, upstream_rows)
     return {"bits": bits, "per_sample": per_sample}, {"bits": grads_bits, "rows": grads_rows}
+
+
+def _mean_grid_outputs(y, scales, means, rate_grad, round_residual, steps):
+    """Total and per-sample bits with ``mean_steps``, and the gradients of each."""
+    kw = {"rate_grad": rate_grad, "round_residual": round_residual, "mean_steps": steps}
+    return _rate_outputs(y, scales, means, (y, scales, means), **kw)
 
 
 @pytest.mark.parametrize(("rate_grad", "round_residual"), [("ste", False), ("smooth", False), ("ste", True), ("smooth", True)])
@@ -138,12 +144,7 @@ def _smooth_latent_outputs(latent, scales, means, steps):
     continuous rate's derivative, scales and means the exact rate's at the rounded y)."""
     y = latent + (torch.round(latent) - latent).detach()
     kw = {"rate_grad": "smooth", "latent": latent, "mean_steps": steps}
-    bits = F.gaussian_rate(y, scales, means, **kw)
-    per_sample = F.gaussian_rate(y, scales, means, reduction="batch", **kw)
-    upstream_rows = torch.rand(per_sample.shape, generator=torch.Generator().manual_seed(7)).to(per_sample.dtype) - 0.25
-    grads_bits = torch.autograd.grad(bits, (latent, scales, means))
-    grads_rows = torch.autograd.grad(per_sample, (latent, scales, means), upstream_rows)
-    return {"bits": bits, "per_sample": per_sample}, {"bits": grads_bits, "rows": grads_rows}
+    return _rate_outputs(y, scales, means, (latent, scales, means), **kw)
 
 
 @pytest.mark.parametrize("steps", [1, 8])
