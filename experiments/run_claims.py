@@ -19,6 +19,7 @@ from pathlib import Path
 import torch
 
 from gwn_fast.experiment import sweep
+from gwn_fast.models.gray_wyner import ARCHITECTURES
 
 ROOT = Path(__file__).resolve().parent / "runs"
 torch.set_num_threads(int(os.environ.get("GWN_THREADS", "1")))
@@ -35,9 +36,6 @@ def beta():
 def boundaries():
     sweep("digits", betas=(2.0,), setting="independent", out_dir=ROOT / "independent_beta2", epochs=EPOCHS, progress=False)
     sweep("digits", betas=(1.0,), setting="dependent", out_dir=ROOT / "dependent_beta1", epochs=EPOCHS, progress=False)
-
-
-ARCHITECTURES = ("shared", "separated", "combined", "independent", "joint")
 
 
 def arch():
