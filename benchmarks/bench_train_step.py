@@ -7,7 +7,7 @@ path against an eager CompressAI-style composition of the same model, in the sam
 
 Models (untrained; a step's cost hardly depends on training):
 
-- ``digits``: ``gwn_fast.recipes.make_codec("digits", architecture="shared",
+- ``digits``: ``gwn_fast.recipes.make_codec("digits", architecture="shared", context="none",
   y0_prior="gaussian")`` (the recipe's codec in the shared architecture, so match and
   merge is on the path; ``rate_grad="smooth"``, no context), batch 256 of 3x16x16, the recipe's loss
   (cross-entropy on random labels, rates per sample).
@@ -147,7 +147,7 @@ def _setup(model, device):
     shape = SHAPES[model]
     x = torch.rand(shape)
     if model == "digits":
-        codec = recipes.make_codec("digits", architecture="shared", y0_prior="gaussian")
+        codec = recipes.make_codec("digits", architecture="shared", context="none", y0_prior="gaussian")
         loss = recipes.make_loss("digits")
         targets = (torch.randint(0, 10, (shape[0],)), torch.randint(0, 10, (shape[0],)))
     else:

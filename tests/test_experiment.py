@@ -39,8 +39,10 @@ def test_evaluate_reports_real_rates_next_to_the_estimate():
     assert m["samples"] == 64 and m["unit"] == "image"
     assert m["max_decode_error"] == 0.0  # decoded predictions == forward's, per receiver
     for k in ("r0", "r1", "r2"):
-        # real bytes = payload + fixed cost; the payload is the estimate up to coding loss
-        assert m[k] >= m[f"payload_{k}"] >= 0
+        # real bytes = payload + fixed cost; the payload is the estimate up to coding loss.
+        # fixed_overhead is exact to within about a bit per chunk (one chunk per stream
+        # here), so a nearly empty channel's payload may read a fraction of a bit below 0.
+        assert m[k] >= m[f"payload_{k}"] >= -1.0 / m["samples"]
         assert abs(m[f"payload_{k}"] - m[f"est_{k}"]) <= 0.02 * m[f"est_{k}"] + 8 * 4 / 64
     assert m["rate_receive"] == pytest.approx(2 * m["r0"] + m["r1"] + m["r2"])
     assert 0 <= m["acc1"] <= 1 and 0 <= m["acc2"] <= 1

@@ -13,7 +13,7 @@ from gwn_fast import GrayWynerCodec, GrayWynerLoss, recipes
 
 def _digits():
     # The digits recipe's codec (shared architecture, match_merge, rate_grad="smooth").
-    codec = recipes.make_codec("digits", architecture="shared", y0_prior="gaussian")
+    codec = recipes.make_codec("digits", architecture="shared", context="none", y0_prior="gaussian")
     loss = recipes.make_loss("digits")
     x = torch.rand(8, 3, 16, 16)
     return codec, loss, x, (torch.randint(0, 10, (8,)), torch.randint(0, 10, (8,)))
